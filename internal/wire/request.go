@@ -204,4 +204,3 @@ func (e *RejectError) Error() string { return string(e.Reason) + ": " + e.Detail
 func rejectf(reason Reason, format string, args ...any) *RejectError {
 	return &RejectError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
-
