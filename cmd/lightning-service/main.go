@@ -1,0 +1,53 @@
+// Command lightning-service sends and receives Lightning payments for the
+// exchange's backend: it consumes signed requests from Kafka, runs them on an
+// LND node, and publishes signed results.
+//
+//	lightning-service [serve] [flags]   run the service (default)
+//	lightning-service call TASK ...     sign a request, send it, print the verified result
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "lightning-service:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, os.LookupEnv)
+	case "call":
+		return call(ctx, args, os.LookupEnv)
+	case "help":
+		fmt.Print(usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+const usage = `usage:
+  lightning-service [serve] [flags]   run the service; settings from LIGHTNING_* variables or flags (serve --help)
+  lightning-service call [flags] decode|pay PAYMENT_REQUEST
+  lightning-service call [flags] create AMOUNT_SAT MEMO EXPIRY_SEC
+                                      sign a request, send it, wait for its result and print it (call --help)
+`

@@ -1,0 +1,160 @@
+// Package app wires the service together from its configuration: broker
+// (external or embedded), LND client, tasks, consumer and HTTP endpoints.
+// The command, the sandbox and the end-to-end tests all start it here.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"lightning-service/internal/config"
+	"lightning-service/internal/kafka"
+	"lightning-service/internal/lightning"
+	"lightning-service/internal/lightning/lnd"
+	"lightning-service/internal/service"
+	"lightning-service/internal/task"
+	"lightning-service/internal/wire"
+)
+
+// EmbeddedPartitions is the partition count of the topics the service
+// creates (always on the embedded broker; on a real one when they are
+// missing).
+const EmbeddedPartitions = 4
+
+// Run runs the service until ctx is canceled, then drains and returns.
+// ready, if not nil, is called once the service is consuming, with the
+// brokers it uses.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(brokers []string)) error {
+	brokers := cfg.KafkaBrokers
+	if len(brokers) == 0 {
+		emb, err := kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, EmbeddedPartitions, cfg.InputTopic, cfg.OutputTopic, cfg.DLQTopic)
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		brokers = emb.Addrs()
+		log.Warn("LIGHTNING_KAFKA_BROKERS is empty: started an embedded, in-memory Kafka broker for local use only; records do not survive a restart",
+			"addr", brokers[0], "topics", []string{cfg.InputTopic, cfg.OutputTopic, cfg.DLQTopic})
+	}
+
+	node, err := lnd.Dial(ctx, lnd.Config{
+		Address:      cfg.LNDAddress,
+		TLSCertPath:  cfg.LNDTLSCert,
+		MacaroonPath: cfg.LNDMacaroon,
+		CallTimeout:  cfg.LNDCallTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := service.NewMetrics(reg)
+
+	svc, err := NewService(cfg, node, log, metrics)
+	if err != nil {
+		return err
+	}
+	consumer, err := kafka.New(kafka.Config{
+		Brokers:     brokers,
+		Group:       cfg.ConsumerGroup,
+		Topic:       cfg.InputTopic,
+		Concurrency: cfg.Concurrency,
+		RevokeGrace: 5 * time.Second,
+		DrainGrace:  cfg.ShutdownGrace,
+		Log:         log,
+		InFlight:    func(d int) { metrics.InFlight.Add(float64(d)) },
+	}, func() kafka.Processor { return svc.NewWorker() })
+	if err != nil {
+		return err
+	}
+	if len(cfg.KafkaBrokers) > 0 {
+		if err := kafka.EnsureTopics(ctx, consumer.Client(), EmbeddedPartitions, cfg.InputTopic, cfg.OutputTopic, cfg.DLQTopic); err != nil {
+			log.Warn("could not create topics; they must exist already", "error", err)
+		}
+	}
+
+	if cfg.HTTPAddr != "" {
+		srv := &http.Server{Addr: cfg.HTTPAddr, Handler: httpHandler(reg, consumer, node), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("HTTP server stopped", "addr", cfg.HTTPAddr, "error", err)
+			}
+		}()
+		defer func() {
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdownCtx)
+		}()
+	}
+
+	log.Info("lightning-service consuming", "brokers", brokers, "input", cfg.InputTopic, "output", cfg.OutputTopic,
+		"dlq", cfg.DLQTopic, "group", cfg.ConsumerGroup, "lnd", cfg.LNDAddress, "network", networkOrNode(cfg.Network),
+		"concurrency", cfg.Concurrency, "http", cfg.HTTPAddr)
+	if ready != nil {
+		ready(brokers)
+	}
+	err = consumer.Run(ctx)
+	log.Info("lightning-service stopped")
+	return err
+}
+
+// NewService wires the tasks to the node.
+func NewService(cfg *config.Config, node lightning.Node, log *slog.Logger, metrics *service.Metrics) (*service.Service, error) {
+	retry := task.Retry{Budget: cfg.NodeRetryBudget, Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+	network := task.NodeNetwork(node, retry)
+	if cfg.Network != "" {
+		params, err := lightning.NetworkParams(cfg.Network)
+		if err != nil {
+			return nil, fmt.Errorf("LIGHTNING_NETWORK: %w", err)
+		}
+		network = task.FixedNetwork(params)
+	}
+	keys := wire.Keys{Current: []byte(cfg.HMACKey)}
+	for _, k := range cfg.HMACPreviousKeys {
+		keys.Previous = append(keys.Previous, []byte(k))
+	}
+	return &service.Service{
+		Keys:        keys,
+		MaxSkew:     cfg.MaxClockSkew,
+		OutputTopic: cfg.OutputTopic,
+		DLQTopic:    cfg.DLQTopic,
+		Network:     network,
+		Payer: &task.Payer{
+			Node:     node,
+			Network:  network,
+			FeeLimit: task.FeeLimit{FloorSat: cfg.PayFeeLimitSat, PPM: cfg.PayFeeLimitPPM},
+			Timeout:  cfg.PayTimeout,
+			Retry:    retry,
+			Now:      time.Now,
+			Log:      log,
+		},
+		Creator: &task.Creator{Node: node, Secret: []byte(cfg.PreimageSecret), Retry: retry},
+		Now:     time.Now,
+		Log:     log,
+		Metrics: metrics,
+	}, nil
+}
+
+func networkOrNode(n string) string {
+	if n == "" {
+		return "(from the node)"
+	}
+	return n
+}
+
+// NewLogger returns the service's JSON logger at level.
+func NewLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,103 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func validEnv(t *testing.T) map[string]string {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "tls.cert")
+	mac := filepath.Join(dir, "admin.macaroon")
+	for _, p := range []string{cert, mac} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return map[string]string{
+		"LIGHTNING_HMAC_KEY":        "callers-key",
+		"LIGHTNING_PREIMAGE_SECRET": strings.Repeat("s", 32),
+		"LIGHTNING_LND_TLS_CERT":    cert,
+		"LIGHTNING_LND_MACAROON":    mac,
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(nil, env(validEnv(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InputTopic != "lightning-service" || c.OutputTopic != "celery" || c.DLQTopic != "lightning-service-dlq" ||
+		c.MaxClockSkew != 300*time.Second || c.Concurrency != 64 || c.EmbeddedKafkaAddr != "127.0.0.1:9092" ||
+		len(c.KafkaBrokers) != 0 || c.PayTimeout != time.Minute {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestFlagWinsOverEnv(t *testing.T) {
+	e := validEnv(t)
+	e["LIGHTNING_CONCURRENCY"] = "8"
+	e["LIGHTNING_HMAC_PREVIOUS_KEYS"] = "old1, old2,"
+	c, err := Load([]string{"--concurrency=3", "--kafka-brokers=a:1,b:2"}, env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Concurrency != 3 || len(c.KafkaBrokers) != 2 || len(c.HMACPreviousKeys) != 2 || c.HMACPreviousKeys[1] != "old2" {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestErrorsNameTheVariable(t *testing.T) {
+	cases := map[string]string{
+		"LIGHTNING_MAX_CLOCK_SKEW":  "5 minutes",
+		"LIGHTNING_CONCURRENCY":     "0",
+		"LIGHTNING_KAFKA_BROKERS":   "localhost",
+		"LIGHTNING_NETWORK":         "bitcoin-mainnet",
+		"LIGHTNING_OUTPUT_TOPIC":    "bad topic",
+		"LIGHTNING_LND_TLS_CERT":    "/nonexistent/tls.cert",
+		"LIGHTNING_PAY_TIMEOUT":     "500ms",
+		"LIGHTNING_PREIMAGE_SECRET": "short-secret-do-not-print",
+	}
+	for name, value := range cases {
+		e := validEnv(t)
+		e[name] = value
+		_, err := Load(nil, env(e))
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: error %v does not name it", name, value, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "short-secret-do-not-print") {
+			t.Errorf("error shows a secret: %v", err)
+		}
+	}
+}
+
+func TestRequiredAndCrossChecks(t *testing.T) {
+	_, err := Load(nil, env(map[string]string{}))
+	for _, name := range []string{"LIGHTNING_HMAC_KEY", "LIGHTNING_PREIMAGE_SECRET", "LIGHTNING_LND_TLS_CERT", "LIGHTNING_LND_MACAROON"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("missing %s not reported: %v", name, err)
+		}
+	}
+	e := validEnv(t)
+	e["LIGHTNING_HMAC_KEY"] = e["LIGHTNING_PREIMAGE_SECRET"]
+	if _, err := Load(nil, env(e)); err == nil || !strings.Contains(err.Error(), "must differ") {
+		t.Errorf("preimage secret equal to the HMAC key accepted: %v", err)
+	}
+	e = validEnv(t)
+	e["LIGHTNING_OUTPUT_TOPIC"] = "lightning-service"
+	if _, err := Load(nil, env(e)); err == nil {
+		t.Error("output topic equal to the input topic accepted")
+	}
+	e = validEnv(t)
+	e["LIGHTNING_HTTP_ADDR"] = ""
+	if c, err := Load(nil, env(e)); err != nil || c.HTTPAddr != "" {
+		t.Errorf("empty LIGHTNING_HTTP_ADDR should disable HTTP: %v", err)
+	}
+}

@@ -1,0 +1,41 @@
+package service
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the service's Prometheus metrics.
+type Metrics struct {
+	Requests    *prometheus.CounterVec
+	Duration    *prometheus.HistogramVec
+	DeadLetters *prometheus.CounterVec
+	InFlight    prometheus.Gauge
+	Abandoned   prometheus.Counter
+}
+
+// NewMetrics registers the metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lightning_requests_total",
+			Help: "Authenticated requests answered, by task and result status.",
+		}, []string{"task", "status"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "lightning_request_duration_seconds",
+			Help:    "Time from reading a request to its sealed result, by task.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"task"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lightning_dead_letters_total",
+			Help: "Records sent to the dead-letter topic, by reason.",
+		}, []string{"reason"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lightning_requests_in_flight",
+			Help: "Records being processed now.",
+		}),
+		Abandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lightning_requests_abandoned_total",
+			Help: "Records whose work was stopped (shutdown, partition revoked) before a result; they are redelivered.",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.Duration, m.DeadLetters, m.InFlight, m.Abandoned)
+	return m
+}
