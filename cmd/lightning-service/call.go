@@ -12,9 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
+	"lightning-service/internal/caller"
 	"lightning-service/internal/wire"
 )
 
@@ -43,19 +41,27 @@ func call(ctx context.Context, args []string, lookupEnv func(string) (string, bo
 	if err != nil {
 		return fmt.Errorf("call: %w\n%s", err, usage)
 	}
-	id := string(value[len(value)-wire.SignatureWidth:])
-
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	body, err := roundTrip(ctx, strings.Split(*brokers, ","), *input, *output, []byte(*key), value, id)
+	c, err := caller.New(ctx, strings.Split(*brokers, ","), *input, *output, []byte(*key))
 	if err != nil {
 		return fmt.Errorf("call: %w", err)
 	}
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, body, "", "  ") == nil {
-		body = pretty.Bytes()
+	defer c.Close()
+	id, err := c.Send(ctx, value, nil)
+	if err != nil {
+		return fmt.Errorf("call: %w", err)
 	}
-	fmt.Println(string(body))
+	fmt.Fprintf(os.Stderr, "sent request %s to %s; waiting for its result on %s\n", id, *input, *output)
+	r, err := c.Wait(ctx, id)
+	if err != nil {
+		return fmt.Errorf("call: %w (is the service running? look at the dead-letter topic)", err)
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, r.Raw, "", "  "); err != nil {
+		return err
+	}
+	fmt.Println(pretty.String())
 	return nil
 }
 
@@ -85,55 +91,5 @@ func buildRequest(key []byte, now time.Time, args []string) ([]byte, error) {
 		return wire.SignRequest(key, now, task, payload), nil
 	default:
 		return nil, fmt.Errorf("unknown task %q", task)
-	}
-}
-
-// roundTrip reads the result topic from its current end, sends the request,
-// and returns the JSON of the first verified result carrying its id.
-func roundTrip(ctx context.Context, brokers []string, input, output string, key, value []byte, id string) ([]byte, error) {
-	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, err
-	}
-	defer admin.Close()
-	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, output)
-	if err != nil {
-		return nil, fmt.Errorf("reading the end of %s: %w", output, err)
-	}
-	if err := ends.Error(); err != nil {
-		return nil, fmt.Errorf("reading the end of %s: %w", output, err)
-	}
-	from := map[string]map[int32]kgo.Offset{output: {}}
-	ends.Each(func(o kadm.ListedOffset) { from[output][o.Partition] = kgo.NewOffset().At(o.Offset) })
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: input, Value: value}).FirstErr(); err != nil {
-		return nil, fmt.Errorf("sending the request to %s: %w", input, err)
-	}
-	fmt.Fprintf(os.Stderr, "sent request %s to %s; waiting for its result on %s\n", id, input, output)
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("no result for request %s before the timeout (is the service running? see the dead-letter topic)", id)
-		}
-		for it := fs.RecordIter(); !it.Done(); {
-			rec := it.Next()
-			_, body, err := wire.OpenResult(rec.Value, key)
-			if err != nil {
-				continue // another service's record on the shared topic
-			}
-			var r struct {
-				Data struct {
-					RequestID string `json:"request_id"`
-				} `json:"data"`
-			}
-			if json.Unmarshal(body, &r) == nil && strings.EqualFold(r.Data.RequestID, id) {
-				return body, nil
-			}
-		}
 	}
 }

@@ -39,6 +39,7 @@ type Payer struct {
 	Log      *slog.Logger
 
 	owners owners
+	locks  hashLocks
 }
 
 // Pay answers a pay request.
@@ -82,10 +83,18 @@ func (p *Payer) pay(ctx context.Context, req *wire.Request, pr string, inv light
 		return p.answerExisting(req, pmt)
 	}
 
+	// One request at a time per invoice in this process: a request for an
+	// invoice another request is paying waits for that outcome, then answers
+	// already_paid or, if it failed, pays.
+	unlock, err := p.locks.lock(ctx, hash)
+	if err != nil {
+		return failed(err)
+	}
+	defer unlock()
+
 	id := req.ID()
-	claimed := false // whether this call made id the owner of hash
 	for {
-		claimed = p.owners.claim(hash, id) || claimed
+		sent := time.Now()
 		var pmt lightning.Payment
 		err := p.Retry.Do(ctx, func(ctx context.Context) (err error) {
 			pmt, err = p.Node.SendPayment(ctx, lightning.PaymentParams{
@@ -96,28 +105,22 @@ func (p *Payer) pay(ctx context.Context, req *wire.Request, pr string, inv light
 			return err
 		})
 		switch {
-		case err == nil:
+		case err == nil: // this request's own payment
+			p.owners.set(hash, id)
 			return answer(pmt)
 		case errors.Is(err, lightning.ErrPaymentExists), errors.Is(err, lightning.ErrOutcomeUnknown):
-			if claimed && errors.Is(err, lightning.ErrPaymentExists) {
-				// The node had the payment before this request sent
-				// anything, so the claim just made is wrong: let isOwn
-				// judge by time, as after a restart.
-				p.owners.release(hash, id)
-				claimed = false
-			}
-			pmt, err = p.track(ctx, hash)
-			if errors.Is(err, lightning.ErrPaymentNotFound) {
+			pmt, terr := p.track(ctx, hash)
+			if errors.Is(terr, lightning.ErrPaymentNotFound) {
 				continue // the lost request never reached the node: send again
 			}
-			if err != nil {
-				return failed(err)
+			if terr != nil {
+				return failed(terr)
+			}
+			if errors.Is(err, lightning.ErrOutcomeUnknown) && !pmt.CreatedAt.Before(sent.Add(-time.Second)) {
+				p.owners.set(hash, id) // the lost request did reach the node
 			}
 			if pmt.Status == lightning.PaymentFailed && !p.isOwn(req, pmt) {
-				// Another request's attempt failed: this one may try.
-				prev, _ := p.owners.get(hash)
-				claimed = p.owners.replace(hash, prev, id)
-				continue
+				continue // another request's attempt failed: this one may pay
 			}
 			return p.answerExisting(req, pmt)
 		default:
@@ -152,6 +155,10 @@ func (p *Payer) track(ctx context.Context, hash lightning.Hash) (lightning.Payme
 func (p *Payer) lookup(ctx context.Context, hash lightning.Hash) (pmt lightning.Payment, err error) {
 	err = p.Retry.Do(ctx, func(ctx context.Context) error {
 		pmt, err = p.Node.TrackPayment(ctx, hash)
+		if errors.Is(err, lightning.ErrOutcomeUnknown) {
+			// Tracking changes nothing on the node: safe to ask again.
+			err = fmt.Errorf("%w: %w", lightning.ErrUnavailable, err)
+		}
 		return err
 	})
 	return pmt, err
@@ -206,7 +213,7 @@ func failureError(r lightning.FailureReason) error {
 	return fmt.Errorf("payment failed: %s", r)
 }
 
-// owners remembers which request started the payment of each hash, for a
+// owners remembers which request made the payment of each hash, for a
 // bounded number of recent hashes.
 type owners struct {
 	mu    sync.Mutex
@@ -216,41 +223,9 @@ type owners struct {
 
 const maxOwners = 100_000
 
-// claim makes id the owner of h unless a request already is, and reports
-// whether it did.
-func (o *owners) claim(h lightning.Hash, id string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.byKey[h] != "" {
-		return false
-	}
-	o.set(h, id)
-	return true
-}
-
-// replace makes id the owner of h if prev still is, or none is, and reports
-// whether it did.
-func (o *owners) replace(h lightning.Hash, prev, id string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.byKey[h] != prev {
-		return false
-	}
-	o.set(h, id)
-	return true
-}
-
-// release forgets that id owns h, if it does. The entry stays, empty, so
-// that order keeps one place per hash.
-func (o *owners) release(h lightning.Hash, id string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if cur, ok := o.byKey[h]; ok && cur == id {
-		o.byKey[h] = ""
-	}
-}
-
 func (o *owners) set(h lightning.Hash, id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.byKey == nil {
 		o.byKey = make(map[lightning.Hash]string)
 	}
@@ -267,6 +242,47 @@ func (o *owners) set(h lightning.Hash, id string) {
 func (o *owners) get(h lightning.Hash) (string, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	id := o.byKey[h]
-	return id, id != ""
+	id, ok := o.byKey[h]
+	return id, ok
+}
+
+// hashLocks serialises the requests paying one invoice.
+type hashLocks struct {
+	mu    sync.Mutex
+	byKey map[lightning.Hash]*hashLock
+}
+
+type hashLock struct {
+	ch      chan struct{} // holds a token while locked
+	waiters int
+}
+
+// lock waits until no other request holds h, or ctx ends.
+func (l *hashLocks) lock(ctx context.Context, h lightning.Hash) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.byKey == nil {
+		l.byKey = make(map[lightning.Hash]*hashLock)
+	}
+	hl := l.byKey[h]
+	if hl == nil {
+		hl = &hashLock{ch: make(chan struct{}, 1)}
+		l.byKey[h] = hl
+	}
+	hl.waiters++
+	l.mu.Unlock()
+
+	release := func() {
+		l.mu.Lock()
+		if hl.waiters--; hl.waiters == 0 {
+			delete(l.byKey, h)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case hl.ch <- struct{}{}:
+		return func() { <-hl.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }
