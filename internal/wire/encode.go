@@ -16,7 +16,9 @@ import (
 // and read results.
 
 // DecodePayload and PayPayload are the payload of a decode or pay request.
-func DecodePayload(paymentRequest string) string { return padRight(paymentRequest, PaymentRequestWidth) }
+func DecodePayload(paymentRequest string) string {
+	return padRight(paymentRequest, PaymentRequestWidth)
+}
 
 // PayPayload is the payload of a pay request.
 func PayPayload(paymentRequest string) string { return padRight(paymentRequest, PaymentRequestWidth) }
