@@ -246,7 +246,6 @@ func (c *Consumer) handle(w Processor, j job) {
 			c.cfg.Log.Info("answer not published before the partition was released; the record will be redelivered", "topic", j.rec.Topic, "partition", j.rec.Partition, "offset", j.rec.Offset)
 			return
 		}
-		break
 		c.cfg.Log.Error("publishing answer failed; retrying", "topic", out.Topic, "source_partition", j.rec.Partition, "source_offset", j.rec.Offset, "error", err)
 		select {
 		case <-time.After(backoff):
@@ -338,15 +337,21 @@ func (c *Consumer) commit(ctx context.Context, offsets map[string]map[int32]kgo.
 // the same partition is already waiting.
 func (c *Consumer) requeue(offsets map[string]map[int32]kgo.EpochOffset) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for topic, ps := range offsets {
 		for part, eo := range ps {
 			if p := c.parts[topicPartition{topic, part}]; p != nil && p.commit == nil {
-				eo := eo
 				p.commit = &eo
 			}
 		}
 	}
+	c.mu.Unlock()
+	// Try again shortly even if no other answer comes to prompt it.
+	time.AfterFunc(time.Second, func() {
+		select {
+		case c.commitNow <- struct{}{}:
+		default:
+		}
+	})
 }
 
 func (c *Consumer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
