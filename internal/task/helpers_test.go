@@ -11,7 +11,6 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 
 	"lightning-service/internal/core"
-	"lightning-service/internal/lightning"
 	"lightning-service/internal/task"
 	"lightning-service/internal/wire"
 )
@@ -79,16 +78,6 @@ func wantSuccess(t *testing.T, out task.Outcome) {
 	if out.Err != nil {
 		t.Fatalf("outcome failed: %v", out.Err)
 	}
-}
-
-// mustHash parses a hex hash.
-func mustHash(t *testing.T, s string) lightning.Hash {
-	t.Helper()
-	h, err := lightning.ParseHash(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
 }
 
 // noSecretIn fails if any secret appears in s.
