@@ -3,6 +3,7 @@
 // LND node, and publishes signed results.
 //
 //	lightning-service [serve] [flags]   run the service (default)
+//	lightning-service sandbox           a regtest network, an embedded broker and the service, with a demo
 //	lightning-service call TASK ...     sign a request, send it, print the verified result
 package main
 
@@ -36,6 +37,8 @@ func run(ctx context.Context, args []string) error {
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, os.LookupEnv)
+	case "sandbox":
+		return sandbox(ctx, args)
 	case "call":
 		return call(ctx, args, os.LookupEnv)
 	case "help":
@@ -47,6 +50,7 @@ func run(ctx context.Context, args []string) error {
 
 const usage = `usage:
   lightning-service [serve] [flags]   run the service; settings from LIGHTNING_* variables or flags (serve --help)
+  lightning-service sandbox [flags]   start a regtest Lightning network, an embedded broker and the service; run a demo
   lightning-service call [flags] decode|pay PAYMENT_REQUEST
   lightning-service call [flags] create AMOUNT_SAT MEMO EXPIRY_SEC
                                       sign a request, send it, wait for its result and print it (call --help)

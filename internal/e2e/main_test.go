@@ -1,0 +1,159 @@
+//go:build e2e
+
+// Package e2e runs lightning-service end to end: a real Apache Kafka broker,
+// a real regtest Lightning network (btcd, lnd alice, bob and carol), the
+// service on alice with a least-privilege macaroon, and callers in Go and in
+// Python. Run with: go test -tags e2e ./internal/e2e/
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"lightning-service/internal/app"
+	"lightning-service/internal/caller"
+	"lightning-service/internal/config"
+	"lightning-service/internal/kafkatest"
+	"lightning-service/internal/regtest"
+)
+
+const (
+	hmacKey     = "e2e-shared-key"
+	previousKey = "e2e-rotated-out-key"
+	inTopic     = "lightning-service"
+	outTopic    = "celery"
+	dlqTopic    = "lightning-service-dlq"
+	// retryBudget is short so the node-down test need not wait 30 s.
+	retryBudget = 4 * time.Second
+)
+
+// env is what every test shares.
+var env struct {
+	broker  *kafkatest.Broker
+	network *regtest.Network
+	caller  *caller.Caller
+	python  string // the Python caller's interpreter
+	logPath string
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	progress := prefixed("e2e setup: ")
+	start := time.Now()
+
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		env.broker, err = kafkatest.Start(ctx, kafkatest.Options{Log: progress})
+		return err
+	})
+	g.Go(func() (err error) {
+		env.network, err = regtest.Start(ctx, regtest.Options{Progress: progress})
+		return err
+	})
+	g.Go(func() (err error) {
+		env.python, err = kafkatest.PythonEnv(ctx, progress)
+		return err
+	})
+	err := g.Wait()
+	defer func() {
+		if env.network != nil {
+			_ = env.network.Stop()
+		}
+		if env.broker != nil {
+			env.broker.Stop()
+		}
+	}()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		return 1
+	}
+	if err := env.broker.CreateTopics(ctx, 4, inTopic, outTopic, dlqTopic); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "e2e setup: broker %s and regtest network ready in %s\n", env.broker.Addr(), time.Since(start).Round(100*time.Millisecond))
+
+	stopService, err := startService(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		return 1
+	}
+	defer stopService()
+
+	env.caller, err = caller.New(ctx, []string{env.broker.Addr()}, inTopic, outTopic, []byte(hmacKey))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		return 1
+	}
+	defer env.caller.Close()
+	return m.Run()
+}
+
+// startService runs the service on alice, with the real broker and a
+// macaroon allowing only the RPCs the service calls.
+func startService(ctx context.Context) (stop func(), err error) {
+	alice := env.network.Alice
+	mac, err := alice.BakeMacaroon(ctx, filepath.Join(env.network.Dir, "service.macaroon"), regtest.ServiceRPCs...)
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]string{
+		"LIGHTNING_KAFKA_BROKERS":      env.broker.Addr(),
+		"LIGHTNING_HMAC_KEY":           hmacKey,
+		"LIGHTNING_HMAC_PREVIOUS_KEYS": previousKey,
+		"LIGHTNING_PREIMAGE_SECRET":    "e2e-preimage-secret-known-only-to-the-service",
+		"LIGHTNING_LND_ADDRESS":        alice.RPCAddr,
+		"LIGHTNING_LND_TLS_CERT":       alice.TLSCertPath,
+		"LIGHTNING_LND_MACAROON":       mac,
+		"LIGHTNING_NETWORK":            "regtest",
+		"LIGHTNING_HTTP_ADDR":          "",
+		"LIGHTNING_NODE_RETRY_BUDGET":  retryBudget.String(),
+		"LIGHTNING_PAY_TIMEOUT":        "30s",
+		"LIGHTNING_SHUTDOWN_GRACE":     "5s",
+	}
+	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		return nil, err
+	}
+	env.logPath = filepath.Join(env.network.Dir, "lightning-service.log")
+	f, err := os.Create(env.logPath)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(ctx)
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- app.Run(ctx, cfg, log, func([]string) { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		return nil, fmt.Errorf("service did not start: %w", err)
+	}
+	return func() { cancel(); <-done; f.Close() }, nil
+}
+
+type prefixWriter struct{ prefix string }
+
+func prefixed(p string) io.Writer { return prefixWriter{p} }
+
+func (w prefixWriter) Write(b []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		fmt.Fprintln(os.Stderr, w.prefix+l)
+	}
+	return len(b), nil
+}
