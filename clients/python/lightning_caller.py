@@ -208,10 +208,10 @@ def cmd_results(args):
 
 def main(argv=None):
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-                        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP)")
+    common.add_argument("--bootstrap", default=os.environ.get("LIGHTNING_KAFKA_BROKERS", "127.0.0.1:9092"),
+                        help="Kafka bootstrap servers (env LIGHTNING_KAFKA_BROKERS)")
     common.add_argument("--secret", action="append",
-                        help="shared HMAC secret (env LIGHTNING_SECRET); results: repeat for rotated keys, current first")
+                        help="shared HMAC secret (env LIGHTNING_HMAC_KEY); results: repeat for rotated keys, current first")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -239,9 +239,9 @@ def main(argv=None):
     r.add_argument("--request-id", action="append", help="print only results for these request ids")
 
     args = p.parse_args(argv)
-    secrets = args.secret or ([os.environ["LIGHTNING_SECRET"]] if os.environ.get("LIGHTNING_SECRET") else [])
+    secrets = args.secret or ([os.environ["LIGHTNING_HMAC_KEY"]] if os.environ.get("LIGHTNING_HMAC_KEY") else [])
     if not secrets:
-        p.error("give --secret or set LIGHTNING_SECRET")
+        p.error("give --secret or set LIGHTNING_HMAC_KEY")
     args.secret, args.secret_list = secrets[0], secrets
     return cmd_send(args) if args.command == "send" else cmd_results(args)
 
