@@ -83,19 +83,12 @@ func sandbox(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewJSONHandler(logFile, nil))
 
 	step("starting lightning-service on alice, with an embedded Kafka broker on %s (log: %s)", *kafkaAddr, logPath)
-	svcCtx, stopService := context.WithCancel(ctx)
-	ready := make(chan []string, 1)
-	served := make(chan error, 1)
-	go func() { served <- app.Run(svcCtx, cfg, log, func(b []string) { ready <- b }) }()
-	defer func() { stopService(); <-served }()
-	var brokers []string
-	select {
-	case brokers = <-ready:
-	case err := <-served:
-		return fmt.Errorf("the service did not start: %w (log: %s)", err, logPath)
-	case <-ctx.Done():
-		return ctx.Err()
+	svc, err := app.Start(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("%w (log: %s)", err, logPath)
 	}
+	defer svc.Stop()
+	brokers := svc.Brokers
 	step("up in %s", time.Since(start).Round(time.Second))
 
 	c, err := caller.New(ctx, brokers, cfg.InputTopic, cfg.OutputTopic, []byte(key))

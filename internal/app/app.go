@@ -158,3 +158,36 @@ func NewLogger(level string) *slog.Logger {
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
+
+// Running is a service started by Start.
+type Running struct {
+	Brokers []string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// Start runs the service in the background and returns once it consumes, or
+// with the error that kept it from starting.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &Running{cancel: cancel, done: make(chan error, 1)}
+	ready := make(chan []string, 1)
+	go func() { r.done <- Run(ctx, cfg, log, func(b []string) { ready <- b }) }()
+	select {
+	case r.Brokers = <-ready:
+		return r, nil
+	case err := <-r.done:
+		cancel()
+		return nil, fmt.Errorf("the service did not start: %w", err)
+	case <-ctx.Done():
+		cancel()
+		<-r.done
+		return nil, ctx.Err()
+	}
+}
+
+// Stop drains the service and waits until it has stopped.
+func (r *Running) Stop() error {
+	r.cancel()
+	return <-r.done
+}

@@ -135,16 +135,12 @@ func startService(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	log := slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(ctx)
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, log, func([]string) { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		return nil, fmt.Errorf("service did not start: %w", err)
+	svc, err := app.Start(ctx, cfg, log)
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
-	return func() { cancel(); <-done; f.Close() }, nil
+	return func() { _ = svc.Stop(); f.Close() }, nil
 }
 
 type prefixWriter struct{ prefix string }
