@@ -56,9 +56,19 @@ func Create(payload []byte) (CreateFields, error) {
 // MaxExpirySec is the longest expiry LND accepts on an invoice: one year.
 const MaxExpirySec = 365 * 24 * 60 * 60
 
-// trimZeros drops leading zeros so that a zero-padded number of any width
-// parses, keeping one digit of an all-zero field.
+// trimZeros drops leading zeros, so that a zero-padded number of any width
+// parses (keeping one digit of an all-zero field), and a fraction of zeros,
+// so that a whole number a caller formatted as a decimal ("100.0", as
+// Python's str(100.0) writes it) reads as what it says.
 func trimZeros(b []byte) []byte {
+	if dot := bytes.IndexByte(b, '.'); dot > 0 {
+		for _, c := range b[dot+1:] {
+			if c != '0' {
+				return b // a fraction: not a whole number
+			}
+		}
+		b = b[:dot]
+	}
 	for len(b) > 1 && b[0] == '0' {
 		b = b[1:]
 	}
