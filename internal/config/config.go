@@ -185,7 +185,7 @@ func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error)
 			v, ok = s.def, s.def != "" || !required(s.env)
 		}
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s (--%s) is required: %s", s.env, s.flagName(), s.help))
+			errs = append(errs, fmt.Errorf("%s (--%s) is required: %s", s.env, s.flagName(), strings.TrimSuffix(s.help, " (required)")))
 			continue
 		}
 		if err := s.set(c, v); err != nil {
