@@ -1,0 +1,219 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// store is the Ledger over database/sql; the dialect holds what differs
+// between SQLite and PostgreSQL.
+type store struct {
+	db *sql.DB
+	d  dialect
+}
+
+type dialect struct {
+	name string
+	// rebind turns the queries' $1-style placeholders into the driver's.
+	rebind func(q string) string
+	// isUniqueViolation reports a unique-index violation.
+	isUniqueViolation func(err error) bool
+	// lockMigrations, run first in the migration transaction, keeps
+	// instances starting at once from migrating together.
+	lockMigrations string
+}
+
+var _ Ledger = (*store)(nil)
+
+var dollarParam = regexp.MustCompile(`\$(\d+)`)
+
+// numbered rewrites $1 to ?1 (SQLite's numbered parameters).
+func numbered(q string) string { return dollarParam.ReplaceAllString(q, "?$1") }
+
+const columns = `id, task, state, COALESCE(payment_hash, ''), pay_state, record_key, record_headers, result, created_at, updated_at`
+
+func (s *store) q(query string) string { return s.d.rebind(query) }
+
+func now() int64 { return time.Now().UnixMilli() }
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanEntry(row scanner) (Entry, error) {
+	var (
+		e                Entry
+		headers          string
+		created, updated int64
+		state, payState  string
+		key, result      []byte
+	)
+	err := row.Scan(&e.ID, &e.Task, &state, &e.PaymentHash, &payState, &key, &headers, &result, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, ErrNotFound
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	e.State, e.PayState, e.Key, e.Result = State(state), PayState(payState), key, result
+	e.CreatedAt, e.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
+	if err := json.Unmarshal([]byte(headers), &e.Headers); err != nil {
+		return Entry{}, fmt.Errorf("ledger: headers of request %s: %w", e.ID, err)
+	}
+	return e, nil
+}
+
+func encodeHeaders(h []Header) string {
+	if len(h) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(h) // strings and bytes always encode
+	return string(b)
+}
+
+func nullable(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (s *store) Begin(ctx context.Context, e Entry) (Entry, bool, error) {
+	t := now()
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, created_at, updated_at)
+		VALUES ($1, $2, 'pending', $3, '', $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING`),
+		e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), t)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("ledger: recording request %s: %w", e.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return Entry{}, false, err
+	}
+	stored, err := s.Get(ctx, e.ID)
+	return stored, n == 1, err
+}
+
+func (s *store) Get(ctx context.Context, id string) (Entry, error) {
+	e, err := scanEntry(s.db.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE id = $1`), id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		err = fmt.Errorf("ledger: reading request %s: %w", id, err)
+	}
+	return e, err
+}
+
+func (s *store) Holder(ctx context.Context, hash string) (Entry, error) {
+	return s.holder(ctx, s.db, hash)
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *store) holder(ctx context.Context, q querier, hash string) (Entry, error) {
+	e, err := scanEntry(q.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE payment_hash = $1 AND pay_state IN ('paying', 'paid')`), hash))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		err = fmt.Errorf("ledger: reading the holder of payment %s: %w", hash, err)
+	}
+	return e, err
+}
+
+func (s *store) ClaimPayment(ctx context.Context, id, hash string) (Claim, error) {
+	// Two claimers of one hash in different processes may both find no
+	// holder; the unique index lets one through and the other tries again,
+	// finding the winner.
+	for attempt := 0; ; attempt++ {
+		c, err := s.claim(ctx, id, hash)
+		if err == nil || !s.d.isUniqueViolation(err) || attempt == 10 {
+			if err != nil {
+				err = fmt.Errorf("ledger: claiming payment %s for request %s: %w", hash, id, err)
+			}
+			return c, err
+		}
+	}
+}
+
+func (s *store) claim(ctx context.Context, id, hash string) (Claim, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Claim{}, err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+
+	holder, err := s.holder(ctx, tx, hash)
+	switch {
+	case err == nil:
+		return Claim{Holder: holder, Resumed: holder.ID == id}, nil
+	case !errors.Is(err, ErrNotFound):
+		return Claim{}, err
+	}
+	t := now()
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, created_at, updated_at)
+		VALUES ($1, 'pay', 'pending', $2, 'paying', $3, $3)
+		ON CONFLICT (id) DO UPDATE SET payment_hash = $2, pay_state = 'paying', updated_at = $3`), id, hash, t); err != nil {
+		return Claim{}, err
+	}
+	e, err := scanEntry(tx.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE id = $1`), id))
+	if err != nil {
+		return Claim{}, err
+	}
+	return Claim{Holder: e}, tx.Commit()
+}
+
+func (s *store) EndPayment(ctx context.Context, id string, paid bool) error {
+	state := Unpaid
+	if paid {
+		state = Paid
+	}
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'paying'`), string(state), now(), id)
+	if err != nil {
+		return fmt.Errorf("ledger: ending the payment of request %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *store) Finish(ctx context.Context, e Entry) (Entry, error) {
+	if e.Result == nil {
+		return Entry{}, fmt.Errorf("ledger: finishing request %s without a result", e.ID)
+	}
+	t := now()
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, result, created_at, updated_at)
+		VALUES ($1, $2, 'final', $3, '', $4, $5, $6, $7, $7)
+		ON CONFLICT (id) DO UPDATE SET state = 'final', result = $6, updated_at = $7,
+			payment_hash = COALESCE(requests.payment_hash, $3)
+		WHERE requests.state <> 'final'`),
+		e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), e.Result, t)
+	if err != nil {
+		return Entry{}, fmt.Errorf("ledger: storing the result of request %s: %w", e.ID, err)
+	}
+	return s.Get(ctx, e.ID)
+}
+
+func (s *store) Unfinished(ctx context.Context) ([]Entry, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE state = 'pending' OR pay_state = 'paying' ORDER BY created_at`))
+	if err != nil {
+		return nil, fmt.Errorf("ledger: listing unfinished requests: %w", err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (s *store) Close() error { return s.db.Close() }
