@@ -69,6 +69,7 @@ func sandbox(ctx context.Context, args []string) error {
 		"LIGHTNING_LND_MACAROON":        macaroon,
 		"LIGHTNING_NETWORK":             "regtest",
 		"LIGHTNING_HTTP_ADDR":           *httpAddr,
+		"LIGHTNING_DATA_DIR":            filepath.Join(network.Dir, "ledger"),
 	}
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {

@@ -14,9 +14,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/config"
 	"lightning-service/internal/kafka"
+	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lnd"
 	"lightning-service/internal/service"
@@ -56,23 +59,30 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(b
 	}
 	defer node.Close()
 
+	lg, err := ledger.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lg.Close()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := service.NewMetrics(reg)
 
-	svc, err := NewService(cfg, node, log, metrics)
+	svc, err := NewService(cfg, node, lg, log, metrics)
 	if err != nil {
 		return err
 	}
 	consumer, err := kafka.New(kafka.Config{
-		Brokers:     brokers,
-		Group:       cfg.ConsumerGroup,
-		Topic:       cfg.InputTopic,
-		Concurrency: cfg.Concurrency,
-		RevokeGrace: 5 * time.Second,
-		DrainGrace:  cfg.ShutdownGrace,
-		Log:         log,
-		InFlight:    func(d int) { metrics.InFlight.Add(float64(d)) },
+		Brokers:        brokers,
+		Group:          cfg.ConsumerGroup,
+		Topic:          cfg.InputTopic,
+		Concurrency:    cfg.Concurrency,
+		RevokeGrace:    5 * time.Second,
+		DrainGrace:     cfg.ShutdownGrace,
+		SessionTimeout: cfg.SessionTimeout,
+		Log:            log,
+		InFlight:       func(d int) { metrics.InFlight.Add(float64(d)) },
 	}, func() kafka.Processor { return svc.NewWorker() })
 	if err != nil {
 		return err
@@ -97,9 +107,20 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(b
 		}()
 	}
 
+	if cfg.ClockReference == "broker" {
+		warnUnlessAppendTime(ctx, consumer.Client(), cfg.InputTopic, log)
+	}
+
+	// Recovery runs beside the consumer and stops with it.
+	recovery := &service.Recovery{Service: svc, Publish: consumer.Publish, Interval: cfg.RecoveryInterval, Alert: cfg.PendingAlert}
+	recoveryCtx, stopRecovery := context.WithCancel(ctx)
+	recovered := make(chan struct{})
+	go func() { defer close(recovered); recovery.Run(recoveryCtx) }()
+	defer func() { stopRecovery(); <-recovered }()
+
 	log.Info("lightning-service consuming", "brokers", brokers, "input", cfg.InputTopic, "output", cfg.OutputTopic,
 		"dlq", cfg.DLQTopic, "group", cfg.ConsumerGroup, "lnd", cfg.LNDAddress, "network", networkOrNode(cfg.Network),
-		"concurrency", cfg.Concurrency, "http", cfg.HTTPAddr)
+		"concurrency", cfg.Concurrency, "http", cfg.HTTPAddr, "ledger", ledgerName(cfg))
 	if ready != nil {
 		ready(brokers)
 	}
@@ -108,8 +129,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(b
 	return err
 }
 
-// NewService wires the tasks to the node.
-func NewService(cfg *config.Config, node lightning.Node, log *slog.Logger, metrics *service.Metrics) (*service.Service, error) {
+// NewService wires the tasks to the node and the ledger.
+func NewService(cfg *config.Config, node lightning.Node, lg ledger.Ledger, log *slog.Logger, metrics *service.Metrics) (*service.Service, error) {
 	retry := task.Retry{Budget: cfg.NodeRetryBudget, Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	network := task.NodeNetwork(node, retry)
 	if cfg.Network != "" {
@@ -124,13 +145,16 @@ func NewService(cfg *config.Config, node lightning.Node, log *slog.Logger, metri
 		keys.Previous = append(keys.Previous, []byte(k))
 	}
 	return &service.Service{
-		Keys:        keys,
-		MaxSkew:     cfg.MaxClockSkew,
-		OutputTopic: cfg.OutputTopic,
-		DLQTopic:    cfg.DLQTopic,
-		Network:     network,
+		Keys:            keys,
+		MaxSkew:         cfg.MaxClockSkew,
+		ClockFromBroker: cfg.ClockReference == "broker",
+		OutputTopic:     cfg.OutputTopic,
+		DLQTopic:        cfg.DLQTopic,
+		Network:         network,
+		Ledger:          lg,
 		Payer: &task.Payer{
 			Node:     node,
+			Ledger:   lg,
 			Network:  network,
 			FeeLimit: task.FeeLimit{FloorSat: cfg.PayFeeLimitSat, PPM: cfg.PayFeeLimitPPM},
 			Timeout:  cfg.PayTimeout,
@@ -143,6 +167,13 @@ func NewService(cfg *config.Config, node lightning.Node, log *slog.Logger, metri
 		Log:     log,
 		Metrics: metrics,
 	}, nil
+}
+
+func ledgerName(cfg *config.Config) string {
+	if cfg.DatabaseURL != "" {
+		return "postgresql"
+	}
+	return "sqlite in " + cfg.DataDir
 }
 
 func networkOrNode(n string) string {
@@ -190,4 +221,23 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 func (r *Running) Stop() error {
 	r.cancel()
 	return <-r.done
+}
+
+// warnUnlessAppendTime warns when the input topic's records carry the
+// producer's time: judging freshness by the broker's clock then trusts the
+// caller's clock instead.
+func warnUnlessAppendTime(ctx context.Context, cl *kgo.Client, topic string, log *slog.Logger) {
+	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, topic)
+	if err == nil {
+		var rc kadm.ResourceConfig
+		if rc, err = rcs.On(topic, nil); err == nil && rc.Err == nil {
+			for _, c := range rc.Configs {
+				if c.Key == "message.timestamp.type" && c.MaybeValue() == "LogAppendTime" {
+					return
+				}
+			}
+		}
+	}
+	log.Warn("LIGHTNING_CLOCK_REFERENCE=broker, but the input topic's records may carry the producer's time, not the broker's: set message.timestamp.type=LogAppendTime on it",
+		"topic", topic, "error", err)
 }

@@ -16,6 +16,8 @@ import (
 	"lightning-service/internal/app"
 	"lightning-service/internal/config"
 	"lightning-service/internal/kafka"
+	"lightning-service/internal/ledger"
+	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
 	"lightning-service/internal/service"
 	"lightning-service/internal/wire"
@@ -41,19 +43,26 @@ func (c crashAfterNode) Process(ctx context.Context, rec *kgo.Record) (*kgo.Reco
 	return nil, ctx.Err()
 }
 
-func newService(t *testing.T, node *lightningtest.Stateful) *service.Service {
+// newService is one life of the service: a fresh process over the node and
+// the ledger in dataDir, which outlive it.
+func newService(t *testing.T, node lightning.Node, dataDir string, maxSkew time.Duration) *service.Service {
 	t.Helper()
 	cfg := &config.Config{
 		InputTopic: "in", OutputTopic: "out", DLQTopic: "dlq",
-		HMACKey: key, MaxClockSkew: 5 * time.Minute,
+		HMACKey: key, MaxClockSkew: maxSkew,
 		PreimageSecret:  "a-preimage-secret-only-the-service-knows",
 		Network:         "regtest",
 		PayFeeLimitSat:  10,
 		PayTimeout:      time.Minute,
 		NodeRetryBudget: time.Second,
 	}
+	lg, err := ledger.OpenSQLite(context.Background(), dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := app.NewService(cfg, node, log, service.NewMetrics(prometheus.NewRegistry()))
+	svc, err := app.NewService(cfg, node, lg, log, service.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,34 +71,40 @@ func newService(t *testing.T, node *lightningtest.Stateful) *service.Service {
 
 // A consumer killed after the node did the work but before the result was
 // published leaves the request uncommitted; after redelivery, a restarted
-// service (nothing kept in memory) publishes the same answer, and the node
-// did the work once: the same invoice, the same payment, found by tracking.
+// service (nothing kept in memory, the same ledger) publishes the same
+// answer, byte for byte, from the ledger, and the node did the work once.
+// It does so even when the request comes back after the clock window.
 func TestKilledBetweenNodeAndResultRedeliversTheSameAnswer(t *testing.T) {
 	pr, _ := lightningtest.NewInvoice(t, lightningtest.InvoiceOpts{AmountMsat: 250_000, Memo: "redelivered"})
 	createPayload, err := wire.CreatePayload(1500, "Préstamo 7", 600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct{ task, payload string }{
-		{"create", createPayload},
-		{"pay", wire.PayPayload(pr)},
+	cases := []struct {
+		name, task, payload string
+		secondSkew          time.Duration // the second life's clock window
+	}{
+		{"create", "create", createPayload, 5 * time.Minute},
+		{"pay", "pay", wire.PayPayload(pr), 5 * time.Minute},
+		{"pay after the clock window", "pay", wire.PayPayload(pr), time.Millisecond},
 	}
 	for _, c := range cases {
-		t.Run(c.task, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			cluster, err := kfake.NewCluster(kfake.SeedTopics(1, "in", "out", "dlq"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(cluster.Close)
 			brokers := cluster.ListenAddrs()
-			node := &lightningtest.Stateful{}
+			node := &lightningtest.Fake{Node: &lightningtest.Stateful{}}
+			dataDir := t.TempDir()
 
 			// First life: the node does the work, the consumer dies.
 			answers := make(chan *kgo.Record, 1)
-			svc1 := newService(t, node)
+			svc1 := newService(t, node, dataDir, 5*time.Minute)
 			first := run(t, brokers, func() kafka.Processor { return crashAfterNode{w: svc1.NewWorker(), answers: answers} })
 
-			producer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			producer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out", "dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,9 +120,10 @@ func TestKilledBetweenNodeAndResultRedeliversTheSameAnswer(t *testing.T) {
 				t.Fatal("the first life never reached the node")
 			}
 			first.stop()
+			time.Sleep(10 * time.Millisecond) // past the second life's window, when it is 1ms
 
-			// Second life: a fresh service over the same node.
-			svc2 := newService(t, node)
+			// Second life: a fresh service over the same node and ledger.
+			svc2 := newService(t, node, dataDir, c.secondSkew)
 			second := run(t, brokers, func() kafka.Processor { return svc2.NewWorker() })
 			defer second.stop()
 
@@ -118,15 +134,20 @@ func TestKilledBetweenNodeAndResultRedeliversTheSameAnswer(t *testing.T) {
 				t.Fatalf("no result after redelivery: %v", err)
 			}
 			got := fs.Records()[0]
+			if got.Topic != "out" {
+				t.Fatalf("redelivered request went to %s: %s", got.Topic, got.Headers)
+			}
 			if !bytes.Equal(got.Key, []byte("k1")) {
 				t.Errorf("result key %q, want the request's", got.Key)
 			}
-			wantData, gotData := data(t, lost.Value), data(t, got.Value)
-			if gotData["status"] != "success" {
+			if gotData := data(t, got.Value); gotData["status"] != "success" {
 				t.Fatalf("redelivered %s answered %v", c.task, gotData)
 			}
-			if !jsonEqual(t, wantData, gotData) {
-				t.Fatalf("redelivered answer differs:\nfirst  %v\nsecond %v", wantData, gotData)
+			if !bytes.Equal(got.Value, lost.Value) {
+				t.Fatalf("redelivered answer differs:\nfirst  %s\nsecond %s", lost.Value, got.Value)
+			}
+			if n := node.Count(lightningtest.MethodAddInvoice) + node.Count(lightningtest.MethodSendPayment); n != 1 {
+				t.Errorf("%d calls doing work on the node, want 1: %v", n, node.Calls())
 			}
 		})
 	}
@@ -173,11 +194,4 @@ func data(t *testing.T, value []byte) map[string]any {
 		t.Fatal(err)
 	}
 	return r.Data
-}
-
-func jsonEqual(t *testing.T, a, b any) bool {
-	t.Helper()
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return bytes.Equal(x, y)
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ type Config struct {
 	OutputTopic       string
 	DLQTopic          string
 	ConsumerGroup     string
+	SessionTimeout    time.Duration
 	HMACKey           string
 	HMACPreviousKeys  []string
 	MaxClockSkew      time.Duration
@@ -38,6 +40,11 @@ type Config struct {
 	LNDCallTimeout    time.Duration
 	Concurrency       int
 	ShutdownGrace     time.Duration
+	DataDir           string // the SQLite ledger's directory, when DatabaseURL is empty
+	DatabaseURL       string // PostgreSQL ledger; empty: SQLite in DataDir
+	ClockReference    string // "service" or "broker"
+	RecoveryInterval  time.Duration
+	PendingAlert      time.Duration
 	LogLevel          string
 }
 
@@ -74,6 +81,10 @@ var settings = []setting{
 		c.ConsumerGroup = v
 		return nonEmpty(v)
 	}},
+	{env: "LIGHTNING_KAFKA_SESSION_TIMEOUT", def: "45s", help: "how long the consumer group waits for an instance that stopped answering (killed, partitioned) before its partitions move to another; 6s to 300s with the broker's defaults", set: func(c *Config, v string) (err error) {
+		c.SessionTimeout, err = positiveDuration(v)
+		return err
+	}},
 	{env: "LIGHTNING_HMAC_KEY", help: "shared secret signing requests and results (required)", secret: true, set: func(c *Config, v string) error {
 		c.HMACKey = v
 		return nonEmpty(v)
@@ -85,6 +96,14 @@ var settings = []setting{
 	{env: "LIGHTNING_MAX_CLOCK_SKEW", def: "300s", help: "how far a request's timestamp may be from the service clock, either way", set: func(c *Config, v string) (err error) {
 		c.MaxClockSkew, err = positiveDuration(v)
 		return err
+	}},
+	{env: "LIGHTNING_CLOCK_REFERENCE", def: "service", help: "what a request's timestamp is compared with: service (the service's clock) or broker (the time the broker appended the record; needs message.timestamp.type=LogAppendTime on the input topic)", set: func(c *Config, v string) error {
+		c.ClockReference = v
+		switch v {
+		case "service", "broker":
+			return nil
+		}
+		return errors.New("must be service or broker")
 	}},
 	{env: "LIGHTNING_PREIMAGE_SECRET", help: "service-only secret deriving invoice preimages; at least 32 characters, never shared with callers (required)", secret: true, set: func(c *Config, v string) error {
 		c.PreimageSecret = v
@@ -144,6 +163,35 @@ var settings = []setting{
 	}},
 	{env: "LIGHTNING_SHUTDOWN_GRACE", def: "30s", help: "how long in-flight work may finish on SIGTERM before it is left for redelivery", set: func(c *Config, v string) (err error) {
 		c.ShutdownGrace, err = positiveDuration(v)
+		return err
+	}},
+	{env: "LIGHTNING_DATA_DIR", def: "data", help: "directory of the request ledger (SQLite) when LIGHTNING_DATABASE_URL is empty; created if missing", set: func(c *Config, v string) error {
+		c.DataDir = v
+		if strings.TrimSpace(v) == "" {
+			return errors.New("must not be empty")
+		}
+		if fi, err := os.Stat(v); err == nil && !fi.IsDir() {
+			return errors.New("is not a directory")
+		}
+		return nil
+	}},
+	{env: "LIGHTNING_DATABASE_URL", help: "PostgreSQL URL of the request ledger (postgres://user:password@host:5432/db), shared by every instance of the group; empty: SQLite in LIGHTNING_DATA_DIR", secret: true, set: func(c *Config, v string) error {
+		c.DatabaseURL = v
+		if v == "" {
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			return errors.New("is not a postgres:// URL with a host")
+		}
+		return nil
+	}},
+	{env: "LIGHTNING_RECOVERY_INTERVAL", def: "30s", help: "how often payments left unfinished (by a crash, an outage) are tracked to their end and answered", set: func(c *Config, v string) (err error) {
+		c.RecoveryInterval, err = positiveDuration(v)
+		return err
+	}},
+	{env: "LIGHTNING_PENDING_ALERT", def: "10m", help: "a request unfinished for longer than this is logged and counted in lightning_ledger_overdue_requests", set: func(c *Config, v string) (err error) {
+		c.PendingAlert, err = positiveDuration(v)
 		return err
 	}},
 	{env: "LIGHTNING_LOG_LEVEL", def: "info", help: "debug, info, warn or error", set: func(c *Config, v string) error {

@@ -36,7 +36,8 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.InputTopic != "lightning-service" || c.OutputTopic != "celery" || c.DLQTopic != "lightning-service-dlq" ||
 		c.MaxClockSkew != 300*time.Second || c.Concurrency != 64 || c.EmbeddedKafkaAddr != "127.0.0.1:9092" ||
-		len(c.KafkaBrokers) != 0 || c.PayTimeout != time.Minute {
+		len(c.KafkaBrokers) != 0 || c.PayTimeout != time.Minute || c.DataDir != "data" || c.DatabaseURL != "" ||
+		c.ClockReference != "service" || c.RecoveryInterval != 30*time.Second || c.PendingAlert != 10*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -56,14 +57,19 @@ func TestFlagWinsOverEnv(t *testing.T) {
 
 func TestErrorsNameTheVariable(t *testing.T) {
 	cases := map[string]string{
-		"LIGHTNING_MAX_CLOCK_SKEW":  "5 minutes",
-		"LIGHTNING_CONCURRENCY":     "0",
-		"LIGHTNING_KAFKA_BROKERS":   "localhost",
-		"LIGHTNING_NETWORK":         "bitcoin-mainnet",
-		"LIGHTNING_OUTPUT_TOPIC":    "bad topic",
-		"LIGHTNING_LND_TLS_CERT":    "/nonexistent/tls.cert",
-		"LIGHTNING_PAY_TIMEOUT":     "500ms",
-		"LIGHTNING_PREIMAGE_SECRET": "short-secret-do-not-print",
+		"LIGHTNING_MAX_CLOCK_SKEW":    "5 minutes",
+		"LIGHTNING_CONCURRENCY":       "0",
+		"LIGHTNING_KAFKA_BROKERS":     "localhost",
+		"LIGHTNING_NETWORK":           "bitcoin-mainnet",
+		"LIGHTNING_OUTPUT_TOPIC":      "bad topic",
+		"LIGHTNING_LND_TLS_CERT":      "/nonexistent/tls.cert",
+		"LIGHTNING_PAY_TIMEOUT":       "500ms",
+		"LIGHTNING_PREIMAGE_SECRET":   "short-secret-do-not-print",
+		"LIGHTNING_DATA_DIR":          "",
+		"LIGHTNING_CLOCK_REFERENCE":   "kafka",
+		"LIGHTNING_RECOVERY_INTERVAL": "0s",
+		"LIGHTNING_PENDING_ALERT":     "soon",
+		"LIGHTNING_DATABASE_URL":      "mysql://u:short-secret-do-not-print@db/x",
 	}
 	for name, value := range cases {
 		e := validEnv(t)
@@ -75,6 +81,25 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "short-secret-do-not-print") {
 			t.Errorf("error shows a secret: %v", err)
 		}
+	}
+}
+
+func TestLedgerSettings(t *testing.T) {
+	e := validEnv(t)
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e["LIGHTNING_DATA_DIR"] = file
+	if _, err := Load(nil, env(e)); err == nil || !strings.Contains(err.Error(), "LIGHTNING_DATA_DIR") {
+		t.Errorf("a file as LIGHTNING_DATA_DIR: %v", err)
+	}
+	e = validEnv(t)
+	e["LIGHTNING_DATA_DIR"] = filepath.Join(t.TempDir(), "not", "yet")
+	e["LIGHTNING_DATABASE_URL"] = "postgresql://svc:pw@db.internal:5432/ledger?sslmode=verify-full"
+	c, err := Load(nil, env(e))
+	if err != nil || c.DatabaseURL != e["LIGHTNING_DATABASE_URL"] || c.DataDir != e["LIGHTNING_DATA_DIR"] {
+		t.Errorf("valid ledger settings: %+v, %v", c, err)
 	}
 }
 

@@ -124,6 +124,7 @@ func startService(ctx context.Context) (stop func(), err error) {
 		"LIGHTNING_NODE_RETRY_BUDGET":  retryBudget.String(),
 		"LIGHTNING_PAY_TIMEOUT":        "30s",
 		"LIGHTNING_SHUTDOWN_GRACE":     "5s",
+		"LIGHTNING_DATA_DIR":           filepath.Join(env.network.Dir, "ledger"),
 	}
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	if err != nil {

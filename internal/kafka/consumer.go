@@ -30,9 +30,12 @@ type Config struct {
 	Concurrency int           // records at work at once
 	RevokeGrace time.Duration // how long revoked work may finish before it is stopped
 	DrainGrace  time.Duration // how long in-flight work may finish at shutdown
-	Log         *slog.Logger
-	InFlight    func(delta int) // optional gauge hook
-	ClientOpts  []kgo.Opt       // extra client options (tests)
+	// SessionTimeout is how long the group waits for a silent member (one
+	// killed) before its partitions move on; 0: franz-go's default, 45s.
+	SessionTimeout time.Duration
+	Log            *slog.Logger
+	InFlight       func(delta int) // optional gauge hook
+	ClientOpts     []kgo.Opt       // extra client options (tests)
 }
 
 // Consumer consumes the input topic of one consumer group.
@@ -117,6 +120,9 @@ func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
 	}, cfg.ClientOpts...)
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
@@ -127,6 +133,12 @@ func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
 
 // Client is the underlying franz-go client (readiness checks use it).
 func (c *Consumer) Client() *kgo.Client { return c.cl }
+
+// Publish produces rec and waits for the broker's acknowledgement: for
+// answers given outside the consume loop (recovery), which commit nothing.
+func (c *Consumer) Publish(ctx context.Context, rec *kgo.Record) error {
+	return c.cl.ProduceSync(ctx, rec).FirstErr()
+}
 
 // Run consumes until ctx is canceled, then drains: work still running after
 // DrainGrace is stopped and left uncommitted for redelivery; everything

@@ -9,6 +9,10 @@ type Metrics struct {
 	DeadLetters *prometheus.CounterVec
 	InFlight    prometheus.Gauge
 	Abandoned   prometheus.Counter
+	Republished *prometheus.CounterVec
+	Recovered   prometheus.Counter
+	Unfinished  prometheus.Gauge
+	Overdue     prometheus.Gauge
 }
 
 // NewMetrics registers the metrics with reg.
@@ -36,6 +40,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Records whose work was stopped (shutdown, partition revoked) before a result; they are redelivered.",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.Duration, m.DeadLetters, m.InFlight, m.Abandoned)
+	m.Republished = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lightning_results_republished_total",
+		Help: "Requests the ledger had answered already (redelivered or replayed) whose stored result was published again, by task.",
+	}, []string{"task"})
+	m.Recovered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "lightning_recovered_payments_total",
+		Help: "Payments left unfinished by a crash or an outage that recovery tracked to the end and answered.",
+	})
+	m.Unfinished = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lightning_ledger_unfinished_requests",
+		Help: "Requests in the ledger not yet answered, or whose payment is not yet final, at recovery's last pass.",
+	})
+	m.Overdue = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "lightning_ledger_overdue_requests",
+		Help: "Unfinished requests older than LIGHTNING_PENDING_ALERT at recovery's last pass; each is logged.",
+	})
+	reg.MustRegister(m.Requests, m.Duration, m.DeadLetters, m.InFlight, m.Abandoned, m.Republished, m.Recovered, m.Unfinished, m.Overdue)
 	return m
 }

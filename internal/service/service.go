@@ -1,17 +1,23 @@
 // Package service walks one record through the service: open it (shape,
-// signature, clock), run its task on the node, seal the result. Process is
-// that walk; the kafka package feeds it records and publishes what it returns.
+// signature, clock), look it up in the ledger, run its task on the node, seal
+// the result and store it. Process is that walk; the kafka package feeds it
+// records and publishes what it returns. Recovery sees payments left
+// unfinished by a crash to their end.
 package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/core"
+	"lightning-service/internal/keylock"
+	"lightning-service/internal/ledger"
 	"lightning-service/internal/task"
 	"lightning-service/internal/wire"
 )
@@ -23,13 +29,46 @@ type Service struct {
 	OutputTopic string
 	DLQTopic    string
 
+	// ClockFromBroker judges a request's freshness against the time the
+	// broker appended its record instead of the service clock.
+	ClockFromBroker bool
+
 	Network *task.Network
 	Payer   *task.Payer
 	Creator *task.Creator
+	Ledger  ledger.Ledger
 
 	Now     func() time.Time
 	Log     *slog.Logger
 	Metrics *Metrics
+
+	requests keylock.Map[[32]byte] // one delivery of a request id at a time in this process
+
+	mu     sync.Mutex
+	inHand map[string]int // request ids workers of this process are at, for recovery
+}
+
+// active reports whether a worker of this process is at request id.
+func (s *Service) active(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inHand[id] > 0
+}
+
+func (s *Service) hold(id string) (release func()) {
+	s.mu.Lock()
+	if s.inHand == nil {
+		s.inHand = make(map[string]int)
+	}
+	s.inHand[id]++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.inHand[id]--; s.inHand[id] == 0 {
+			delete(s.inHand, id)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Worker processes one record at a time with its own codec state, so the hot
@@ -50,36 +89,136 @@ func (s *Service) NewWorker() *Worker {
 // read. It returns an error only when the work was abandoned (ctx canceled)
 // before an answer: then nothing may be published or committed, and the
 // record is redelivered.
+//
+// A request the ledger has answered gets its stored result again, byte for
+// byte, and runs nothing. The ledger is asked before anything else happens
+// and, for pay and create, records the request before its task runs.
 func (w *Worker) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
 	s := w.s
 	start := s.Now()
-	req, err := w.verify.Open(rec.Value, start)
+	ref := start
+	if s.ClockFromBroker {
+		ref = rec.Timestamp
+	}
+	req, err := w.verify.Open(rec.Value, ref)
+	var known *ledger.Entry
 	if err != nil {
 		rej := err.(*wire.RejectError)
-		s.Metrics.DeadLetters.WithLabelValues(string(rej.Reason)).Inc()
-		s.Log.Warn("dead-lettering record", "reason", rej.Reason, "detail", rej.Detail,
-			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
-		return w.deadLetter(rec, rej), nil
+		if rej.Reason == wire.StaleTimestamp {
+			// Authentic but outside the clock window: a request the
+			// ledger knows is no replay from outside; it goes on.
+			e, err := w.lookup(ctx, req.ID())
+			if err != nil {
+				return w.abandon(err)
+			}
+			known = e
+		}
+		if known == nil {
+			s.Metrics.DeadLetters.WithLabelValues(string(rej.Reason)).Inc()
+			s.Log.Warn("dead-lettering record", "reason", rej.Reason, "detail", rej.Detail,
+				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+			return w.deadLetter(rec, rej), nil
+		}
+		s.Log.Info("request outside the clock window is in the ledger; continuing it", "request_id", req.ID(),
+			"state", known.State, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+	}
+
+	// Copies of one request (a replay, a redelivery racing the original)
+	// take turns, so the later ones find the first one's result.
+	defer s.hold(req.ID())()
+	unlock, err := s.requests.Lock(ctx, req.Signature)
+	if err != nil {
+		return w.abandon(err)
+	}
+	defer unlock()
+
+	entry := ledger.Entry{ID: req.ID(), Task: string(req.TaskName), Key: rec.Key, Headers: headers(rec.Headers)}
+	if req.Task == wire.TaskPay || req.Task == wire.TaskCreate || known != nil {
+		var stored ledger.Entry
+		if err := ledger.Retry(ctx, s.Log, "record request", func(ctx context.Context) (err error) {
+			stored, _, err = s.Ledger.Begin(ctx, entry)
+			return err
+		}); err != nil {
+			return w.abandon(err)
+		}
+		if stored.State == ledger.Final {
+			s.Metrics.Republished.WithLabelValues(req.Task.String()).Inc()
+			s.Log.Info("request answered before; publishing its stored result", "request_id", entry.ID, "task", req.Task.String(),
+				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+			return w.output(rec, stored.Result), nil
+		}
 	}
 
 	out := w.run(ctx, &req)
 	if out.Err != nil && core.IsCanceled(out.Err) {
-		s.Metrics.Abandoned.Inc()
-		return nil, out.Err
+		return w.abandon(out.Err)
+	}
+	result := w.result(&req, out)
+	value, err := w.sealResult(&req, result)
+	if err != nil {
+		return nil, err
 	}
 
-	result := w.result(&req, out)
-	value, err := w.seal.Seal(s.Now(), result)
-	if err != nil { // a message that cannot be encoded is a bug; answer it as one
-		s.Log.Error("encoding result", "request_id", req.ID(), "error", err)
-		out = task.Outcome{Err: err}
-		if value, err = w.seal.Seal(s.Now(), w.result(&req, out)); err != nil {
-			return nil, err
-		}
+	// The first result stored is the answer, whoever stored it (a copy of
+	// this request, recovery).
+	entry.Result, entry.PaymentHash = value, out.PaymentHash
+	var stored ledger.Entry
+	if err := ledger.Retry(ctx, s.Log, "store result", func(ctx context.Context) (err error) {
+		stored, err = s.Ledger.Finish(ctx, entry)
+		return err
+	}); err != nil {
+		return w.abandon(err)
 	}
 	s.Metrics.Requests.WithLabelValues(req.Task.String(), string(result.Data.Status)).Inc()
 	s.Metrics.Duration.WithLabelValues(req.Task.String()).Observe(s.Now().Sub(start).Seconds())
-	return &kgo.Record{Topic: s.OutputTopic, Key: rec.Key, Headers: rec.Headers, Value: value}, nil
+	return w.output(rec, stored.Result), nil
+}
+
+// lookup returns the ledger's entry for id, or nil.
+func (w *Worker) lookup(ctx context.Context, id string) (*ledger.Entry, error) {
+	var e ledger.Entry
+	err := ledger.Retry(ctx, w.s.Log, "look up request", func(ctx context.Context) (err error) {
+		e, err = w.s.Ledger.Get(ctx, id)
+		return err
+	})
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+func (w *Worker) abandon(err error) (*kgo.Record, error) {
+	w.s.Metrics.Abandoned.Inc()
+	return nil, err
+}
+
+// sealResult seals a result body; one that cannot be encoded is a bug, and
+// is answered as one.
+func (w *Worker) sealResult(req *wire.Request, result *wire.Result) ([]byte, error) {
+	s := w.s
+	value, err := w.seal.Seal(s.Now(), result)
+	if err != nil {
+		s.Log.Error("encoding result", "request_id", req.ID(), "error", err)
+		return w.seal.Seal(s.Now(), w.result(req, task.Outcome{Err: err}))
+	}
+	return value, nil
+}
+
+// output is a result value bound for the output topic with the request
+// record's key and headers.
+func (w *Worker) output(rec *kgo.Record, value []byte) *kgo.Record {
+	return &kgo.Record{Topic: w.s.OutputTopic, Key: rec.Key, Headers: rec.Headers, Value: value}
+}
+
+func headers(hs []kgo.RecordHeader) []ledger.Header {
+	out := make([]ledger.Header, len(hs))
+	for i, h := range hs {
+		out[i] = ledger.Header{Key: h.Key, Value: h.Value}
+	}
+	return out
 }
 
 // run dispatches by task.

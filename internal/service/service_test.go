@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/core"
+	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
 	"lightning-service/internal/service"
@@ -47,6 +48,7 @@ type harness struct {
 	w      *service.Worker
 	state  *lightningtest.Stateful
 	node   *lightningtest.Fake
+	ledger ledger.Ledger
 	logs   *lockedBuffer
 	now    time.Time
 	offset int64
@@ -66,14 +68,16 @@ func newHarness(t *testing.T, now time.Time) *harness {
 	for _, k := range v.PreviousKeys {
 		keys.Previous = append(keys.Previous, []byte(k))
 	}
+	lg := openLedger(t)
 	svc := &service.Service{
 		Keys:        keys,
+		Ledger:      lg,
 		MaxSkew:     time.Duration(v.MaxSkewMS) * time.Millisecond,
 		OutputTopic: outputTopic,
 		DLQTopic:    dlqTopic,
 		Network:     network,
 		Payer: &task.Payer{
-			Node: node, Network: network, FeeLimit: task.FeeLimit{FloorSat: 10, PPM: 5000},
+			Node: node, Ledger: lg, Network: network, FeeLimit: task.FeeLimit{FloorSat: 10, PPM: 5000},
 			Timeout: time.Minute, Retry: retry, Now: clock, Log: log,
 		},
 		Creator: &task.Creator{Node: node, Secret: []byte(preimageSecret), Retry: retry},
@@ -86,7 +90,18 @@ func newHarness(t *testing.T, now time.Time) *harness {
 			t.Logf("service log:\n%s", logs)
 		}
 	})
-	return &harness{v: v, svc: svc, w: svc.NewWorker(), state: state, node: node, logs: logs, now: now}
+	return &harness{v: v, svc: svc, w: svc.NewWorker(), state: state, node: node, ledger: lg, logs: logs, now: now}
+}
+
+// openLedger opens a ledger of the test's own, on SQLite.
+func openLedger(t *testing.T) ledger.Ledger {
+	t.Helper()
+	lg, err := ledger.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close() })
+	return lg
 }
 
 // record is an input record carrying value, with a key and headers that a

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"lightning-service/internal/core"
+	"lightning-service/internal/keylock"
+	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/wire"
 )
@@ -26,11 +27,14 @@ func (f FeeLimit) For(amountMsat int64) int64 {
 	return max(f.FloorSat, amountMsat/1000*f.PPM/1_000_000)
 }
 
-// Payer pays invoices. The node pays a payment hash at most once; Payer adds
-// that a redelivered request gets its own payment's outcome again, while
-// another request for an invoice already paid gets already_paid.
+// Payer pays invoices. The node pays a payment hash at most once; the
+// ledger adds which request holds each hash — the one paying it or the one
+// that paid it — so that a request delivered again gets its own payment's
+// outcome, another request for an invoice already paid gets already_paid, and
+// a request for an invoice another request is paying waits for that outcome.
 type Payer struct {
 	Node     lightning.Node
+	Ledger   ledger.Ledger
 	Network  *Network
 	FeeLimit FeeLimit
 	Timeout  time.Duration // how long the node may look for a route
@@ -38,8 +42,7 @@ type Payer struct {
 	Now      func() time.Time
 	Log      *slog.Logger
 
-	owners owners
-	locks  hashLocks
+	locks keylock.Map[lightning.Hash] // one request per invoice at a time in this process
 }
 
 // Pay answers a pay request.
@@ -56,45 +59,81 @@ func (p *Payer) Pay(ctx context.Context, req *wire.Request) Outcome {
 	if err != nil {
 		return failed(err)
 	}
-	out := p.pay(ctx, req, string(pr), inv)
+	out := p.pay(ctx, req.ID(), string(pr), inv)
 	out.PaymentHash = hex.EncodeToString(inv.PaymentHash[:])
 	return out
 }
 
-func (p *Payer) pay(ctx context.Context, req *wire.Request, pr string, inv lightning.PayReq) Outcome {
-	hash := inv.PaymentHash
+// Outcome answers a request whose payment is final, as if the request had
+// waited for it: recovery uses it for payments it tracked to the end.
+func (p *Payer) Outcome(pmt lightning.Payment) Outcome {
+	out := answer(pmt)
+	out.PaymentHash = hex.EncodeToString(pmt.Hash[:])
+	return out
+}
+
+func (p *Payer) pay(ctx context.Context, id, pr string, inv lightning.PayReq) Outcome {
 	if !inv.HasAmount() {
 		return failed(core.Errorf(core.CodeAmountRequired, "the invoice has no amount; the service pays only invoices that state one"))
 	}
-	if inv.Expired(p.Now()) {
-		// A redelivered request whose payment went through before the
-		// invoice expired must get its success again, so ask the node
-		// before refusing. Nothing is sent.
-		pmt, err := p.lookup(ctx, hash)
-		if errors.Is(err, lightning.ErrPaymentNotFound) {
-			return failed(core.Errorf(core.CodeInvoiceExpired, "the invoice expired at %s", inv.ExpiresAt().UTC().Format(time.RFC3339)))
-		}
+	// Another request holds the invoice: wait for its outcome, polling the
+	// ledger (the holder may be in another process, or a request of an
+	// earlier run that Kafka has yet to deliver again), with the in-process
+	// lock released so that the holder, if it is here, can proceed.
+	backoff := 20 * time.Millisecond
+	for {
+		unlock, err := p.locks.Lock(ctx, inv.PaymentHash)
 		if err != nil {
 			return failed(err)
 		}
-		if pmt.Status == lightning.PaymentFailed && !p.isOwn(req, pmt) {
-			return failed(core.Errorf(core.CodeInvoiceExpired, "the invoice expired at %s", inv.ExpiresAt().UTC().Format(time.RFC3339)))
+		out, wait := p.attempt(ctx, id, pr, inv)
+		unlock()
+		if !wait {
+			return out
 		}
-		return p.answerExisting(req, pmt)
+		if err := sleep(ctx, backoff); err != nil {
+			return failed(err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// attempt answers the request, or reports that another request holds the
+// invoice and is paying it.
+func (p *Payer) attempt(ctx context.Context, id, pr string, inv lightning.PayReq) (out Outcome, wait bool) {
+	hash := inv.PaymentHash
+	hashHex := hex.EncodeToString(hash[:])
+	if inv.Expired(p.Now()) {
+		return p.expired(ctx, id, inv)
 	}
 
-	// One request at a time per invoice in this process: a request for an
-	// invoice another request is paying waits for that outcome, then answers
-	// already_paid or, if it failed, pays.
-	unlock, err := p.locks.lock(ctx, hash)
-	if err != nil {
-		return failed(err)
+	var claim ledger.Claim
+	if err := ledger.Retry(ctx, p.Log, "claim payment", func(ctx context.Context) (err error) {
+		claim, err = p.Ledger.ClaimPayment(ctx, id, hashHex)
+		return err
+	}); err != nil {
+		return failed(err), false
 	}
-	defer unlock()
+	if !claim.Mine(id) {
+		if claim.Holder.PayState == ledger.Paid {
+			return alreadyPaid(), false
+		}
+		return Outcome{}, true
+	}
 
-	id := req.ID()
+	if claim.Resumed {
+		// An earlier delivery of this request claimed the invoice and may
+		// have paid: its payment, if the node has one, is this request's.
+		pmt, err := p.track(ctx, hash)
+		if err == nil {
+			return p.own(ctx, id, pmt), false
+		}
+		if !errors.Is(err, lightning.ErrPaymentNotFound) {
+			return failed(err), false
+		}
+	}
+
 	for {
-		sent := time.Now()
 		var pmt lightning.Payment
 		err := p.Retry.Do(ctx, func(ctx context.Context) (err error) {
 			pmt, err = p.Node.SendPayment(ctx, lightning.PaymentParams{
@@ -105,28 +144,104 @@ func (p *Payer) pay(ctx context.Context, req *wire.Request, pr string, inv light
 			return err
 		})
 		switch {
-		case err == nil: // this request's own payment
-			p.owners.set(hash, id)
-			return answer(pmt)
+		case err == nil:
+			return p.own(ctx, id, pmt), false
 		case errors.Is(err, lightning.ErrPaymentExists), errors.Is(err, lightning.ErrOutcomeUnknown):
 			pmt, terr := p.track(ctx, hash)
 			if errors.Is(terr, lightning.ErrPaymentNotFound) {
 				continue // the lost request never reached the node: send again
 			}
 			if terr != nil {
-				return failed(terr)
+				// The claim stays open: recovery tracks the payment to
+				// its end.
+				return failed(terr), false
 			}
-			if errors.Is(err, lightning.ErrOutcomeUnknown) && !pmt.CreatedAt.Before(sent.Add(-time.Second)) {
-				p.owners.set(hash, id) // the lost request did reach the node
+			// This request holds the invoice, so a payment it may have
+			// sent (outcome unknown) or one a copy of it sent (resumed) is
+			// its own; any other predates the ledger or was made by
+			// another client of the node.
+			if errors.Is(err, lightning.ErrOutcomeUnknown) || claim.Resumed {
+				return p.own(ctx, id, pmt), false
 			}
-			if pmt.Status == lightning.PaymentFailed && !p.isOwn(req, pmt) {
-				continue // another request's attempt failed: this one may pay
+			if pmt.Status == lightning.PaymentFailed {
+				continue // that attempt failed: this request may pay
 			}
-			return p.answerExisting(req, pmt)
+			p.endPayment(ctx, id, false)
+			return alreadyPaid(), false
+		case errors.Is(err, lightning.ErrUnavailable):
+			p.endPayment(ctx, id, false) // nothing reached the node
+			return failed(err), false
 		default:
-			return failed(err)
+			// Refused by the node, or the call was abandoned: the claim
+			// stays open until recovery confirms nothing was sent.
+			return failed(err), false
 		}
 	}
+}
+
+// expired answers a request for an expired invoice: nothing is sent, but a
+// request whose payment went through before the invoice expired gets its
+// success again, and another request gets already_paid.
+func (p *Payer) expired(ctx context.Context, id string, inv lightning.PayReq) (Outcome, bool) {
+	hash := inv.PaymentHash
+	expiredErr := failed(core.Errorf(core.CodeInvoiceExpired, "the invoice expired at %s", inv.ExpiresAt().UTC().Format(time.RFC3339)))
+	var holder ledger.Entry
+	err := ledger.Retry(ctx, p.Log, "read payment holder", func(ctx context.Context) (err error) {
+		holder, err = p.Ledger.Holder(ctx, hex.EncodeToString(hash[:]))
+		return err
+	})
+	switch {
+	case err == nil && holder.ID == id:
+		pmt, err := p.track(ctx, hash)
+		if errors.Is(err, lightning.ErrPaymentNotFound) {
+			p.endPayment(ctx, id, false)
+			return expiredErr, false
+		}
+		if err != nil {
+			return failed(err), false
+		}
+		return p.own(ctx, id, pmt), false
+	case err == nil && holder.PayState == ledger.Paid:
+		return alreadyPaid(), false
+	case err == nil:
+		return Outcome{}, true // another request is paying it
+	case !errors.Is(err, ledger.ErrNotFound):
+		return failed(err), false
+	}
+	// No request in the ledger holds it; the node may still have paid it
+	// before the ledger knew (another client of the node, an older build).
+	pmt, err := p.lookup(ctx, hash)
+	if errors.Is(err, lightning.ErrPaymentNotFound) {
+		return expiredErr, false
+	}
+	if err != nil {
+		return failed(err), false
+	}
+	if pmt.Status == lightning.PaymentSucceeded {
+		return alreadyPaid(), false
+	}
+	return expiredErr, false
+}
+
+// own answers with this request's own final payment, recording its outcome
+// in the ledger first: a success keeps the invoice held, a failure frees it
+// for another request.
+func (p *Payer) own(ctx context.Context, id string, pmt lightning.Payment) Outcome {
+	p.endPayment(ctx, id, pmt.Status == lightning.PaymentSucceeded)
+	return answer(pmt)
+}
+
+// endPayment records the end of this request's payment. If the ledger
+// cannot be reached before ctx ends, the claim stays open and recovery
+// records it.
+func (p *Payer) endPayment(ctx context.Context, id string, paid bool) {
+	_ = ledger.Retry(ctx, p.Log, "end payment", func(ctx context.Context) error {
+		return p.Ledger.EndPayment(ctx, id, paid)
+	})
+}
+
+func alreadyPaid() Outcome {
+	return failed(core.Errorf(core.CodeAlreadyPaid, "invoice is already paid"))
 }
 
 // track waits for the final state of a payment the node has, for as long as
@@ -151,6 +266,11 @@ func (p *Payer) track(ctx context.Context, hash lightning.Hash) (lightning.Payme
 	}
 }
 
+// Track is track for recovery: it waits until the payment is final.
+func (p *Payer) Track(ctx context.Context, hash lightning.Hash) (lightning.Payment, error) {
+	return p.track(ctx, hash)
+}
+
 // lookup returns a payment the node has, final, within the retry budget.
 func (p *Payer) lookup(ctx context.Context, hash lightning.Hash) (pmt lightning.Payment, err error) {
 	err = p.Retry.Do(ctx, func(ctx context.Context) error {
@@ -162,30 +282,6 @@ func (p *Payer) lookup(ctx context.Context, hash lightning.Hash) (pmt lightning.
 		return err
 	})
 	return pmt, err
-}
-
-// answerExisting answers with a payment the node already had when this
-// request asked: its own (a redelivery) gets the payment's outcome, another
-// request's success gets already_paid.
-func (p *Payer) answerExisting(req *wire.Request, pmt lightning.Payment) Outcome {
-	if p.isOwn(req, pmt) {
-		return answer(pmt)
-	}
-	if pmt.Status == lightning.PaymentSucceeded {
-		return failed(core.Errorf(core.CodeAlreadyPaid, "invoice is already paid"))
-	}
-	return answer(pmt)
-}
-
-// isOwn reports whether pmt was started by this request. While the service
-// runs it knows which request started each payment; after a restart it
-// judges by time: a payment created before the request was signed cannot be
-// its own.
-func (p *Payer) isOwn(req *wire.Request, pmt lightning.Payment) bool {
-	if owner, ok := p.owners.get(pmt.Hash); ok {
-		return owner == req.ID()
-	}
-	return !pmt.CreatedAt.Before(req.Timestamp)
 }
 
 // answer turns a final payment into the outcome callers see.
@@ -211,78 +307,4 @@ func failureError(r lightning.FailureReason) error {
 		return core.Errorf(core.CodeIncorrectPaymentDetails, "the receiver rejected the payment hash, amount or final CLTV")
 	}
 	return fmt.Errorf("payment failed: %s", r)
-}
-
-// owners remembers which request made the payment of each hash, for a
-// bounded number of recent hashes.
-type owners struct {
-	mu    sync.Mutex
-	byKey map[lightning.Hash]string
-	order []lightning.Hash
-}
-
-const maxOwners = 100_000
-
-func (o *owners) set(h lightning.Hash, id string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.byKey == nil {
-		o.byKey = make(map[lightning.Hash]string)
-	}
-	if _, ok := o.byKey[h]; !ok {
-		if len(o.order) == maxOwners {
-			delete(o.byKey, o.order[0])
-			o.order = o.order[1:]
-		}
-		o.order = append(o.order, h)
-	}
-	o.byKey[h] = id
-}
-
-func (o *owners) get(h lightning.Hash) (string, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	id, ok := o.byKey[h]
-	return id, ok
-}
-
-// hashLocks serialises the requests paying one invoice.
-type hashLocks struct {
-	mu    sync.Mutex
-	byKey map[lightning.Hash]*hashLock
-}
-
-type hashLock struct {
-	ch      chan struct{} // holds a token while locked
-	waiters int
-}
-
-// lock waits until no other request holds h, or ctx ends.
-func (l *hashLocks) lock(ctx context.Context, h lightning.Hash) (unlock func(), err error) {
-	l.mu.Lock()
-	if l.byKey == nil {
-		l.byKey = make(map[lightning.Hash]*hashLock)
-	}
-	hl := l.byKey[h]
-	if hl == nil {
-		hl = &hashLock{ch: make(chan struct{}, 1)}
-		l.byKey[h] = hl
-	}
-	hl.waiters++
-	l.mu.Unlock()
-
-	release := func() {
-		l.mu.Lock()
-		if hl.waiters--; hl.waiters == 0 {
-			delete(l.byKey, h)
-		}
-		l.mu.Unlock()
-	}
-	select {
-	case hl.ch <- struct{}{}:
-		return func() { <-hl.ch; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
 }

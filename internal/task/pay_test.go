@@ -13,6 +13,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 
 	"lightning-service/internal/core"
+	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
 	"lightning-service/internal/task"
@@ -21,9 +22,17 @@ import (
 
 var testFeeLimit = task.FeeLimit{FloorSat: 10, PPM: 5000}
 
+// newPayer returns a Payer with a ledger of its own: a fresh service.
 func newPayer(t *testing.T, node lightning.Node, now time.Time) *task.Payer {
+	return newPayerWith(t, node, now, openLedger(t))
+}
+
+// newPayerWith returns a Payer on lg: a restarted service, or another
+// instance, sharing the ledger.
+func newPayerWith(t *testing.T, node lightning.Node, now time.Time, lg ledger.Ledger) *task.Payer {
 	return &task.Payer{
 		Node:     node,
+		Ledger:   lg,
 		Network:  task.FixedNetwork(regtest),
 		FeeLimit: testFeeLimit,
 		Timeout:  time.Minute,
@@ -124,25 +133,42 @@ func TestPayExpiredInvoice(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		earlier  *lightning.Payment // the node's payment for the hash, if any
+		holder   string             // the request the ledger says holds the invoice: "this", "other paid", or none
 		code     core.Code          // "": success
 		wantPaid bool
 	}{
 		{name: "never paid", code: core.CodeInvoiceExpired},
 		{name: "paid for another request", earlier: ptr(succeeded(hash, expiresAt.Add(-time.Minute))), code: core.CodeAlreadyPaid},
 		{name: "another request's payment failed", earlier: ptr(failedPayment(hash, expiresAt.Add(-time.Minute), lightning.FailureNoRoute)), code: core.CodeInvoiceExpired},
-		// After a restart, a redelivered request whose payment went
-		// through gets its success again; the payment is newer than the
-		// request.
-		{name: "paid for this request", earlier: ptr(succeeded(hash, req.Timestamp.Add(time.Second))), wantPaid: true},
-		{name: "this request's payment failed", earlier: ptr(failedPayment(hash, req.Timestamp.Add(time.Second), lightning.FailureTimeout)), code: core.CodeTimeout},
+		{name: "another request in the ledger paid it", holder: "other paid", code: core.CodeAlreadyPaid},
+		// A redelivered request whose payment went through (an earlier
+		// delivery claimed the invoice in the ledger, then the service
+		// crashed) gets its success again.
+		{name: "paid for this request", earlier: ptr(succeeded(hash, expiresAt.Add(-time.Minute))), holder: "this", wantPaid: true},
+		{name: "this request's payment failed", earlier: ptr(failedPayment(hash, expiresAt.Add(-time.Minute), lightning.FailureTimeout)), holder: "this", code: core.CodeTimeout},
+		{name: "this request's payment never reached the node", holder: "this", code: core.CodeInvoiceExpired},
+		// Without the ledger's word a payment is never taken for this
+		// request's, however recent: the service used to guess by time.
+		{name: "paid after the request was signed, not by it", earlier: ptr(succeeded(hash, req.Timestamp.Add(time.Second))), code: core.CodeAlreadyPaid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			state := &lightningtest.Stateful{}
 			if tc.earlier != nil {
 				state.AddPayment(*tc.earlier)
 			}
+			lg := openLedger(t)
+			switch tc.holder {
+			case "this":
+				claim(t, lg, req.ID(), hash)
+			case "other paid":
+				other := payRequest("other", t0.Add(-2*time.Hour), pr).ID()
+				claim(t, lg, other, hash)
+				if err := lg.EndPayment(context.Background(), other, true); err != nil {
+					t.Fatal(err)
+				}
+			}
 			fake := &lightningtest.Fake{Node: state}
-			out := newPayer(t, fake, t0).Pay(context.Background(), req)
+			out := newPayerWith(t, fake, t0, lg).Pay(context.Background(), req)
 			if tc.wantPaid {
 				wantSuccess(t, out)
 				if !reflect.DeepEqual(out.Message, task.PaymentMessageFor(*tc.earlier)) {
@@ -156,6 +182,12 @@ func TestPayExpiredInvoice(t *testing.T) {
 			}
 			if n := fake.Count(lightningtest.MethodSendPayment); n != 0 {
 				t.Errorf("%d SendPayment calls for an expired invoice", n)
+			}
+			if tc.holder == "this" {
+				h, err := lg.Holder(context.Background(), hash.String())
+				if paid := err == nil && h.PayState == ledger.Paid; paid != tc.wantPaid {
+					t.Errorf("ledger holder %+v, %v after the payment's outcome", h, err)
+				}
 			}
 		})
 	}
@@ -182,6 +214,27 @@ func TestPayExpiredInvoice(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// claim makes request id the holder of hash in lg, as an earlier delivery of
+// it would have before paying.
+func claim(t *testing.T, lg ledger.Ledger, id string, hash lightning.Hash) {
+	t.Helper()
+	c, err := lg.ClaimPayment(context.Background(), id, hash.String())
+	if err != nil || !c.Mine(id) {
+		t.Fatalf("claim = %+v, %v", c, err)
+	}
+}
+
+// openLedger opens a ledger of the test's own, on SQLite.
+func openLedger(t *testing.T) ledger.Ledger {
+	t.Helper()
+	lg, err := ledger.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close() })
+	return lg
+}
 
 func TestPaySuccessMessage(t *testing.T) {
 	pr, hash := payInvoice(t)
@@ -289,6 +342,10 @@ func TestPayNodeErrorIsInternal(t *testing.T) {
 
 // A redelivered request finds its own payment on the node and answers its
 // success again, without paying twice; in the same run and after a restart.
+// (The service answers a request whose result it stored from the ledger
+// without calling the Payer; this is the case of a crash before the result
+// was stored.) The ledger says which request holds the invoice, so the
+// redelivered request tracks its payment instead of sending again.
 func TestPayRedeliveredGetsSameSuccess(t *testing.T) {
 	pr, hash := payInvoice(t)
 	state := &lightningtest.Stateful{
@@ -297,20 +354,21 @@ func TestPayRedeliveredGetsSameSuccess(t *testing.T) {
 	}
 	fake := &lightningtest.Fake{Node: state}
 	req := payRequest("r", t0, pr)
-	p := newPayer(t, fake, t0)
+	lg := openLedger(t)
+	p := newPayerWith(t, fake, t0, lg)
 
 	first := p.Pay(context.Background(), req)
 	wantSuccess(t, first)
 	again := p.Pay(context.Background(), req)
 	wantSuccess(t, again)
-	restarted := newPayer(t, fake, t0).Pay(context.Background(), req)
+	restarted := newPayerWith(t, fake, t0, lg).Pay(context.Background(), req)
 	wantSuccess(t, restarted)
 
 	if !reflect.DeepEqual(again, first) || !reflect.DeepEqual(restarted, first) {
 		t.Errorf("answers differ:\n first %+v\n again %+v\n restarted %+v", first, again, restarted)
 	}
-	if n := fake.Count(lightningtest.MethodSendPayment); n != 3 {
-		t.Errorf("%d SendPayment calls, want 3 (one paying, two refused)", n)
+	if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+		t.Errorf("%d SendPayment calls, want 1", n)
 	}
 	if n := fake.Count(lightningtest.MethodTrackPayment); n != 2 {
 		t.Errorf("%d TrackPayment calls, want 2", n)
@@ -447,8 +505,10 @@ func TestPayConcurrentRequestAfterInFlightSucceeds(t *testing.T) {
 	firstOutcome <- succeeded(hash, t0.Add(time.Second))
 	wantSuccess(t, <-first)
 	wantFailure(t, <-second, core.CodeAlreadyPaid)
-	if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
-		t.Errorf("%d SendPayment calls, want 2 (the second refused by the node)", n)
+	// The ledger says the first request paid: the second does not even ask
+	// the node (it used to send, and be refused).
+	if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+		t.Errorf("%d SendPayment calls, want 1", n)
 	}
 }
 
@@ -577,4 +637,127 @@ func TestPayCanceledWhileTracking(t *testing.T) {
 			t.Errorf("%d SendPayment calls, want the one refused", n)
 		}
 	})
+}
+
+// Two instances sharing the ledger (separate processes: no in-process lock
+// between them): a request for an invoice the other instance is paying sends
+// nothing while that payment is in flight, then answers already_paid if it
+// succeeded, or pays if it failed.
+func TestPayWaitsForAnotherInstance(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		firstFails bool
+	}{{"first succeeds", false}, {"first fails", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr, hash := payInvoice(t)
+			settling := make(chan chan lightning.Payment)
+			state := &lightningtest.Stateful{
+				Now: func() time.Time { return t0.Add(time.Second) },
+				Settle: func(ctx context.Context, p lightning.Payment) lightning.Payment {
+					outcome := make(chan lightning.Payment)
+					settling <- outcome
+					return <-outcome
+				},
+			}
+			calls := make(chan lightningtest.Call, 64)
+			fake := &lightningtest.Fake{Node: state, Notify: calls}
+			lg := openLedger(t)
+			one, two := newPayerWith(t, fake, t0, lg), newPayerWith(t, fake, t0, lg)
+
+			first, second := make(chan task.Outcome), make(chan task.Outcome)
+			go func() { first <- one.Pay(context.Background(), payRequest("first", t0, pr)) }()
+			firstOutcome := <-settling
+			waitFor(t, calls, lightningtest.MethodSendPayment)
+			go func() { second <- two.Pay(context.Background(), payRequest("second", t0, pr)) }()
+			select {
+			case c := <-calls:
+				t.Fatalf("the other instance called %s while the first payment was in flight", c.Method)
+			case <-time.After(300 * time.Millisecond):
+			}
+
+			if !tc.firstFails {
+				firstOutcome <- succeeded(hash, t0.Add(time.Second))
+				wantSuccess(t, <-first)
+				wantFailure(t, <-second, core.CodeAlreadyPaid)
+				if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+					t.Errorf("%d SendPayment calls, want 1", n)
+				}
+				return
+			}
+			firstOutcome <- failedPayment(hash, t0, lightning.FailureNoRoute)
+			wantFailure(t, <-first, core.CodeNoRoute)
+			(<-settling) <- succeeded(hash, t0.Add(time.Second))
+			wantSuccess(t, <-second)
+			if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
+				t.Errorf("%d SendPayment calls, want 2", n)
+			}
+		})
+	}
+}
+
+// A request whose payment failed leaves the invoice to the next request,
+// which pays it; the ledger records who holds it at each step.
+func TestPayFailedPaymentRetriedByNewRequest(t *testing.T) {
+	pr, hash := payInvoice(t)
+	outcomes := lightningtest.Sequence(
+		lightningtest.Answer[lightning.FailureReason]{Value: lightning.FailureNoRoute},
+		lightningtest.Answer[lightning.FailureReason]{Value: lightning.FailureNone},
+	)
+	state := &lightningtest.Stateful{Settle: func(_ context.Context, p lightning.Payment) lightning.Payment {
+		if r, _ := outcomes(); r != lightning.FailureNone {
+			return failedPayment(hash, p.CreatedAt, r)
+		}
+		return succeeded(hash, p.CreatedAt)
+	}}
+	fake := &lightningtest.Fake{Node: state}
+	lg := openLedger(t)
+	p := newPayerWith(t, fake, t0, lg)
+	first, second := payRequest("first", t0, pr), payRequest("second", t0.Add(time.Minute), pr)
+
+	wantFailure(t, p.Pay(context.Background(), first), core.CodeNoRoute)
+	if _, err := lg.Holder(context.Background(), hash.String()); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("after a failed payment the invoice is held: %v", err)
+	}
+	if e, _ := lg.Get(context.Background(), first.ID()); e.PayState != ledger.Unpaid {
+		t.Errorf("first request's pay state %q, want unpaid", e.PayState)
+	}
+	wantSuccess(t, p.Pay(context.Background(), second))
+	if h, err := lg.Holder(context.Background(), hash.String()); err != nil || h.ID != second.ID() || h.PayState != ledger.Paid {
+		t.Errorf("holder %+v, %v; want the second request, paid", h, err)
+	}
+	if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
+		t.Errorf("%d SendPayment calls, want 2", n)
+	}
+}
+
+// An earlier delivery claimed the invoice but crashed before its payment
+// reached the node: the redelivered request finds nothing on the node and
+// pays, once.
+func TestPayResumedClaimNeverSentPays(t *testing.T) {
+	pr, hash := payInvoice(t)
+	fake := &lightningtest.Fake{Node: &lightningtest.Stateful{}}
+	lg := openLedger(t)
+	req := payRequest("r", t0, pr)
+	claim(t, lg, req.ID(), hash)
+	wantSuccess(t, newPayerWith(t, fake, t0, lg).Pay(context.Background(), req))
+	if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+		t.Errorf("%d SendPayment calls, want 1", n)
+	}
+	if h, err := lg.Holder(context.Background(), hash.String()); err != nil || h.ID != req.ID() || h.PayState != ledger.Paid {
+		t.Errorf("holder %+v, %v", h, err)
+	}
+}
+
+// The node unreachable for the whole budget: nothing was sent, so the
+// invoice is free for the next request at once.
+func TestPayNodeUnavailableReleasesTheInvoice(t *testing.T) {
+	pr, hash := payInvoice(t)
+	fake := &lightningtest.Fake{SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
+		return lightning.Payment{}, lightning.ErrUnavailable
+	}}
+	lg := openLedger(t)
+	wantFailure(t, newPayerWith(t, fake, t0, lg).Pay(context.Background(), payRequest("r", t0, pr)), core.CodeNodeUnavailable)
+	if _, err := lg.Holder(context.Background(), hash.String()); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("invoice still held after node_unavailable: %v", err)
+	}
 }

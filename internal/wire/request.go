@@ -91,7 +91,9 @@ func (k Keys) Verifier(maxSkew time.Duration) *Verifier {
 
 // Open checks value in the contract's order (shape, signature, clock) and
 // returns the authenticated request. A rejected record gets a *RejectError;
-// nothing it says may be acted on.
+// nothing it says may be acted on, with one exception: a StaleTimestamp
+// rejection comes with the request, authenticated, so that the caller may
+// recognise one it has seen before (inside the window) by its ID.
 func (v *Verifier) Open(value []byte, now time.Time) (Request, error) {
 	var r Request
 	if !utf8.Valid(value) {
@@ -119,13 +121,12 @@ func (v *Verifier) Open(value []byte, now time.Time) (Request, error) {
 	}
 
 	r.Timestamp = time.UnixMilli(ms)
-	if d := now.Sub(r.Timestamp); d > v.maxSkew || -d > v.maxSkew {
-		return r, rejectf(StaleTimestamp, "timestamp %d is %s away from the service clock, beyond the allowed %s", ms, d.Round(time.Millisecond), v.maxSkew)
-	}
-
 	r.TaskName = bytes.TrimSpace(signed[TimestampWidth:taskEnd])
 	r.Task = lookupTask(r.TaskName)
 	r.Payload = signed[taskEnd:]
+	if d := now.Sub(r.Timestamp); d > v.maxSkew || -d > v.maxSkew {
+		return r, rejectf(StaleTimestamp, "timestamp %d is %s away from the service clock, beyond the allowed %s", ms, d.Round(time.Millisecond), v.maxSkew)
+	}
 	return r, nil
 }
 

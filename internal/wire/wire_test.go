@@ -377,3 +377,30 @@ func TestSignRequestVectors(t *testing.T) {
 		}
 	}
 }
+
+// A stale rejection comes with the authenticated request, so that the
+// service can recognise one its ledger knows; the other rejections do not.
+func TestStaleRejectionKeepsTheRequest(t *testing.T) {
+	key := []byte("stale-key")
+	ver := wire.Keys{Current: key}.Verifier(time.Minute)
+	signedAt := time.UnixMilli(1_763_900_000_000)
+	value := wire.SignRequest(key, signedAt, "pay", wire.PayPayload("lnbcrt1stale"))
+
+	r, err := ver.Open(value, signedAt.Add(time.Hour))
+	var rej *wire.RejectError
+	if !errors.As(err, &rej) || rej.Reason != wire.StaleTimestamp {
+		t.Fatalf("Open = %v, want stale", err)
+	}
+	fresh, err := ver.Open(value, signedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ID() != fresh.ID() || r.Task != wire.TaskPay || string(r.TaskName) != "pay" || !bytes.Equal(r.Payload, fresh.Payload) || !r.Timestamp.Equal(signedAt) {
+		t.Errorf("stale request %+v, want %+v", r, fresh)
+	}
+
+	forged := wire.SignRequest([]byte("other-key"), signedAt, "pay", wire.PayPayload("lnbcrt1stale"))
+	if r, err := ver.Open(forged, signedAt.Add(time.Hour)); err == nil || r.Task != wire.TaskUnknown || r.Payload != nil {
+		t.Errorf("forged record opened as %+v, %v", r, err)
+	}
+}

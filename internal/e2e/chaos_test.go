@@ -1,0 +1,636 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for the scale-out test's schema
+	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"lightning-service/internal/regtest"
+	"lightning-service/internal/wire"
+)
+
+// chaosPlan is one run of the chaos harness: the service as separate
+// processes on topics and a group of their own (apart from the suite's
+// service), a mix of requests, and what happens to everything meanwhile.
+type chaosPlan struct {
+	name        string // prefix of the topics, the group and the memos
+	instances   int    // service processes in the group
+	databaseURL string // the shared PostgreSQL ledger; "": SQLite (one instance)
+	pays        int    // pays to distinct invoices; a fifth of them get a second request
+	creates     int
+	decodes     int
+	bad         int // forged and as many stale records
+	copies      int // copies sent at once, and as many replays sent 10 s or more later
+	span        time.Duration
+	events      []chaosEvent // at fixed moments; kills at random moments are added by kills
+	kills       int          // SIGKILLs of instance 0, each restarted, at random moments in the span
+}
+
+// chaosEvent is something the harness does at a moment of the run.
+type chaosEvent struct {
+	at   time.Duration
+	what string // kill (instance 0, restarted), kill-for-good (the last instance), broker, alice
+}
+
+func (p chaosPlan) in() string    { return p.name + "-in" }
+func (p chaosPlan) out() string   { return p.name + "-out" }
+func (p chaosPlan) dlq() string   { return p.name + "-dlq" }
+func (p chaosPlan) group() string { return p.name }
+
+// serviceProcess is the service as its own process, built from
+// ./cmd/lightning-service, that the test kills with SIGKILL and restarts.
+type serviceProcess struct {
+	bin, logPath string
+	env          []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	runs int
+}
+
+func (p *serviceProcess) start(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "=== start %d at %s\n", p.runs, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(p.bin, "serve")
+	cmd.Env = p.env
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
+	p.cmd, p.done = cmd, done
+	p.runs++
+}
+
+// kill sends SIGKILL to the running process, by its PID, and waits for it.
+func (p *serviceProcess) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.cmd = nil
+}
+
+// chaosReq is one request the test sends, and what it expects of it.
+type chaosReq struct {
+	kind    string // pay, pay-other, create, decode, forged, stale
+	payload string
+	task    string
+	hash    string // pay: the invoice's payment hash
+	memo    string // create: the invoice memo, unique per request
+	value   []byte // set when first sent
+	id      string
+}
+
+func (r *chaosReq) authentic() bool { return r.kind != "forged" && r.kind != "stale" }
+
+// The service killed with SIGKILL at random moments, the broker restarted
+// once and alice's lnd restarted once while payments are in flight, under
+// several hundred mixed requests (pays to distinct invoices, a second request
+// for some of them, creates, decodes, copies sent at once, replays sent
+// later, forged and stale records). At the end every invariant of the ledger
+// is counted, printed and asserted at zero.
+func TestE2EChaos(t *testing.T) {
+	runChaos(t, chaosPlan{
+		name: "chaos", instances: 1,
+		pays: 100, creates: 80, decodes: 60, bad: 10, copies: 30,
+		span:   45 * time.Second,
+		events: []chaosEvent{{18 * time.Second, "broker"}, {28 * time.Second, "alice"}},
+		kills:  6,
+	})
+}
+
+// Two instances in one consumer group sharing a PostgreSQL ledger; one is
+// killed mid-stream and the other takes over its partitions, and the work it
+// had in hand. The same invariants hold. It needs LIGHTNING_TEST_DATABASE_URL
+// (scripts/test starts a throwaway cluster and sets it).
+func TestE2EScaleOut(t *testing.T) {
+	base := os.Getenv("LIGHTNING_TEST_DATABASE_URL")
+	if base == "" {
+		t.Skip("LIGHTNING_TEST_DATABASE_URL is not set; scripts/test sets it")
+	}
+	runChaos(t, chaosPlan{
+		name: "scale", instances: 2, databaseURL: freshSchema(t, base),
+		pays: 60, creates: 40, decodes: 30, bad: 6, copies: 20,
+		span:   30 * time.Second,
+		events: []chaosEvent{{12 * time.Second, "kill-for-good"}},
+	})
+}
+
+// freshSchema creates a schema of the test's own and returns base with it
+// as the search path.
+func freshSchema(t *testing.T, base string) string {
+	t.Helper()
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	schema := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("LIGHTNING_TEST_DATABASE_URL: %v", err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func runChaos(t *testing.T, plan chaosPlan) {
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	n := env.network
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 42))
+	t.Logf("%s seed %d", plan.name, seed)
+	chaosIn, chaosOut, chaosDLQ := plan.in(), plan.out(), plan.dlq()
+
+	if err := env.broker.CreateTopics(ctx, 4, chaosIn, chaosOut, chaosDLQ); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "lightning-service")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "lightning-service/cmd/lightning-service")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the service: %v\n%s", err, out)
+	}
+	mac, err := n.Alice.BakeMacaroon(ctx, filepath.Join(dir, "service.macaroon"), regtest.ServiceRPCs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var procs []*serviceProcess
+	for i := range plan.instances {
+		vars := append(withoutLightningVars(os.Environ()),
+			"LIGHTNING_KAFKA_BROKERS="+env.broker.Addr(),
+			"LIGHTNING_INPUT_TOPIC="+chaosIn,
+			"LIGHTNING_OUTPUT_TOPIC="+chaosOut,
+			"LIGHTNING_DLQ_TOPIC="+chaosDLQ,
+			"LIGHTNING_CONSUMER_GROUP="+plan.group(),
+			"LIGHTNING_KAFKA_SESSION_TIMEOUT=6s",
+			"LIGHTNING_HMAC_KEY="+hmacKey,
+			"LIGHTNING_PREIMAGE_SECRET=chaos-preimage-secret-known-only-to-the-service",
+			"LIGHTNING_LND_ADDRESS="+n.Alice.RPCAddr,
+			"LIGHTNING_LND_TLS_CERT="+n.Alice.TLSCertPath,
+			"LIGHTNING_LND_MACAROON="+mac,
+			"LIGHTNING_NETWORK=regtest",
+			"LIGHTNING_HTTP_ADDR=",
+			"LIGHTNING_DATA_DIR="+filepath.Join(dir, fmt.Sprintf("ledger-%d", i)),
+			"LIGHTNING_DATABASE_URL="+plan.databaseURL,
+			"LIGHTNING_RECOVERY_INTERVAL=2s",
+			"LIGHTNING_NODE_RETRY_BUDGET=90s",
+			"LIGHTNING_PAY_TIMEOUT=30s",
+			"LIGHTNING_SHUTDOWN_GRACE=5s",
+		)
+		p := &serviceProcess{bin: bin, logPath: filepath.Join(n.Dir, fmt.Sprintf("%s-service-%d.log", plan.name, i)), env: vars}
+		defer p.kill()
+		t.Logf("service %d log: %s", i, p.logPath)
+		procs = append(procs, p)
+	}
+	proc := procs[0]
+
+	// The requests. Invoices are made up front; requests are signed when
+	// sent.
+	var reqs []*chaosReq
+	addPay := func(kind string, node *regtest.Node, i int) *chaosReq {
+		inv, err := node.AddInvoice(ctx, 1000+int64(i), fmt.Sprintf("chaos %s %d", kind, i), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &chaosReq{kind: kind, task: "pay", payload: wire.PayPayload(inv.PaymentRequest), hash: hex.EncodeToString(inv.RHash)}
+		reqs = append(reqs, r)
+		return r
+	}
+	var pays []*chaosReq
+	for i := range plan.pays {
+		node := n.Bob
+		if i%2 == 1 {
+			node = n.Node("carol")
+		}
+		pays = append(pays, addPay("pay", node, i))
+	}
+	for i := range plan.pays / 5 { // another request for an invoice a pay above is for
+		p := pays[i*5]
+		reqs = append(reqs, &chaosReq{kind: "pay-other", task: "pay", payload: p.payload, hash: p.hash})
+	}
+	for i := range plan.creates {
+		memo := fmt.Sprintf("%s-create-%d-%d", plan.name, seed, i)
+		payload, err := wire.CreatePayload(100+int64(i), memo, 3600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, &chaosReq{kind: "create", task: "create", payload: payload, memo: memo})
+	}
+	for range plan.decodes {
+		p := pays[rng.IntN(len(pays))]
+		reqs = append(reqs, &chaosReq{kind: "decode", task: "decode", payload: p.payload})
+	}
+	for i := range plan.bad { // forged and stale: pays for invoices no one else asks for, creates with memos of their own
+		r := addPay("forged", n.Bob, 1000+i)
+		r.kind = "forged"
+		s := addPay("stale", n.Bob, 2000+i)
+		s.kind = "stale"
+		if i%2 == 0 {
+			memo := fmt.Sprintf("%s-forged-%d-%d", plan.name, seed, i)
+			payload, _ := wire.CreatePayload(100, memo, 3600)
+			r.task, r.payload, r.memo, r.hash = "create", payload, memo, ""
+			memo = fmt.Sprintf("%s-stale-%d-%d", plan.name, seed, i)
+			payload, _ = wire.CreatePayload(100, memo, 3600)
+			s.task, s.payload, s.memo, s.hash = "create", payload, memo, ""
+		}
+	}
+	rng.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
+
+	// The sending schedule: the requests in 30 waves over the span; copies
+	// sent at once with their original, replays sent 10 s or more later.
+	type send struct {
+		at   time.Duration
+		req  *chaosReq
+		copy bool
+	}
+	var sends []send
+	const waves = 30
+	span := plan.span
+	for i, r := range reqs {
+		sends = append(sends, send{at: time.Duration(i*waves/len(reqs)) * span / waves, req: r})
+	}
+	var authentic []*chaosReq
+	for _, r := range reqs {
+		if r.authentic() {
+			authentic = append(authentic, r)
+		}
+	}
+	base := len(sends)
+	for i := range 2 * plan.copies {
+		s := sends[rng.IntN(base)]
+		for !s.req.authentic() {
+			s = sends[rng.IntN(base)]
+		}
+		at := s.at + time.Millisecond
+		if i >= plan.copies {
+			at = s.at + 10*time.Second + time.Duration(rng.IntN(10_000))*time.Millisecond
+		}
+		sends = append(sends, send{at: at, req: s.req, copy: true})
+	}
+	sort.SliceStable(sends, func(i, j int) bool { return sends[i].at < sends[j].at })
+	t.Logf("requests: %d distinct (%d authentic), %d sends in all (%d copies and replays)", len(reqs), len(authentic), len(sends), len(sends)-base)
+
+	producer, err := kgo.NewClient(kgo.SeedBrokers(env.broker.Addr()), kgo.RecordDeliveryTimeout(3*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+
+	for _, p := range procs {
+		p.start(t)
+	}
+	began := time.Now()
+	var wg sync.WaitGroup
+	var sendErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, s := range sends {
+			if d := time.Until(began.Add(s.at)); d > 0 {
+				time.Sleep(d)
+			}
+			r := s.req
+			if r.value == nil {
+				key, ts := []byte(hmacKey), time.Now()
+				switch r.kind {
+				case "forged":
+					key = []byte("not-the-key")
+				case "stale":
+					ts = ts.Add(-time.Hour)
+				}
+				r.value = wire.SignRequest(key, ts, r.task, r.payload)
+				r.id = strings.ToLower(string(r.value[len(r.value)-wire.SignatureWidth:]))
+			}
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+			err := producer.ProduceSync(pctx, &kgo.Record{Topic: chaosIn, Key: []byte(r.kind), Value: r.value}).FirstErr()
+			cancel()
+			if err != nil {
+				sendErr = err
+				return
+			}
+		}
+	}()
+
+	// The chaos: SIGKILLs at random moments, the broker restarted once,
+	// alice restarted once while payments are in flight.
+	events := append([]chaosEvent(nil), plan.events...)
+	for range plan.kills {
+		events = append(events, chaosEvent{3*time.Second + time.Duration(rng.Int64N(int64(plan.span))), "kill"})
+	}
+	sort.Slice(events, func(i, j int) bool { return events[i].at < events[j].at })
+	kills := 0
+	for _, e := range events {
+		if d := time.Until(began.Add(e.at)); d > 0 {
+			time.Sleep(d)
+		}
+		switch e.what {
+		case "kill":
+			proc.kill()
+			kills++
+			t.Logf("%5.1fs: service SIGKILLed (%d)", time.Since(began).Seconds(), kills)
+			time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+			proc.start(t)
+		case "kill-for-good":
+			procs[len(procs)-1].kill()
+			kills++
+			t.Logf("%5.1fs: service %d SIGKILLed for good; the others take over", time.Since(began).Seconds(), len(procs)-1)
+		case "broker":
+			t.Logf("%5.1fs: restarting the broker", time.Since(began).Seconds())
+			if err := env.broker.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+		case "alice":
+			t.Logf("%5.1fs: restarting alice's lnd with payments in flight", time.Since(began).Seconds())
+			if err := n.StopNode(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.StartNode(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%5.1fs: alice is back", time.Since(began).Seconds())
+		}
+	}
+	wg.Wait()
+	if sendErr != nil {
+		t.Fatalf("sending: %v", sendErr)
+	}
+	t.Logf("%5.1fs: everything sent; waiting for every answer", time.Since(began).Seconds())
+
+	// Every answer, on the output and dead-letter topics.
+	results, dead := collect(t, ctx, plan, reqs)
+	t.Logf("%5.1fs: answers collected", time.Since(began).Seconds())
+
+	// The invariants.
+	var (
+		missing, disagree, forgedRun, doubleSuccess, payments, settledUnclaimed, createsDup, execDead int
+		outcomes                                                                                      = map[string]int{}
+	)
+	successes := map[string]int{} // payment hash → requests answered success
+	for _, r := range reqs {
+		vals := results[r.id]
+		if !r.authentic() {
+			if len(vals) > 0 {
+				forgedRun++
+			}
+			if !dead[r.id] {
+				missing++
+			}
+			continue
+		}
+		if len(vals) == 0 {
+			missing++
+			t.Logf("no result for %s request %s", r.kind, r.id)
+			continue
+		}
+		for _, v := range vals[1:] {
+			if !bytes.Equal(v, vals[0]) {
+				disagree++
+				t.Logf("results disagree for %s:\n%s\n%s", r.id, vals[0], v)
+				break
+			}
+		}
+		d := resultData(t, vals[0])
+		outcomes[r.task+" "+d.outcome()]++
+		if r.task == "pay" && d.Status == "success" {
+			successes[r.hash]++
+		}
+	}
+	for h, c := range successes {
+		if c > 1 {
+			doubleSuccess++
+			t.Logf("invoice %s: %d requests answered success", h, c)
+		}
+	}
+
+	// From the nodes: alice's payments, the receivers' settled invoices,
+	// alice's invoices.
+	pmts, err := n.Alice.Lightning.ListPayments(ctx, &lnrpc.ListPaymentsRequest{IncludeIncomplete: true, MaxPayments: 100_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	succeeded := map[string]int{}
+	for _, p := range pmts.Payments {
+		if p.Status == lnrpc.Payment_SUCCEEDED {
+			succeeded[p.PaymentHash]++
+		}
+	}
+	for _, r := range reqs {
+		if r.hash == "" || r.kind == "pay-other" {
+			continue
+		}
+		if succeeded[r.hash] > 1 {
+			payments++
+		}
+		settled := settledOn(t, ctx, n.Bob, r.hash) || settledOn(t, ctx, n.Node("carol"), r.hash)
+		if !r.authentic() && settled {
+			execDead++
+		}
+		if r.authentic() && settled && successes[r.hash] != 1 {
+			settledUnclaimed++
+			t.Logf("invoice %s settled, but %d requests answered success", r.hash, successes[r.hash])
+		}
+	}
+	invs, err := n.Alice.Lightning.ListInvoices(ctx, &lnrpc.ListInvoiceRequest{NumMaxInvoices: 100_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	memos := map[string]int{}
+	for _, inv := range invs.Invoices {
+		memos[inv.Memo]++
+	}
+	for _, r := range reqs {
+		if r.memo == "" {
+			continue
+		}
+		if r.authentic() && memos[r.memo] > 1 {
+			createsDup++
+		}
+		if !r.authentic() && memos[r.memo] > 0 {
+			execDead++
+		}
+	}
+
+	runs := 0
+	for _, p := range procs {
+		runs += p.runs
+	}
+	t.Logf(plan.name+": %d requests sent (%d distinct) to %d instance(s); SIGKILLs %d, starts %d; events %s", len(sends), len(reqs), len(procs), kills, runs, describe(plan.events))
+	t.Logf(plan.name+": outcomes %v", outcomes)
+	t.Logf(plan.name+": requests without a result: %d", missing)
+	t.Logf(plan.name+": requests whose results disagree: %d", disagree)
+	t.Logf(plan.name+": invoices more than one request was told it paid: %d", doubleSuccess)
+	t.Logf(plan.name+": invoices alice paid more than once: %d", payments)
+	t.Logf(plan.name+": invoices settled without exactly one request answered success: %d", settledUnclaimed)
+	t.Logf(plan.name+": create requests that made more than one invoice: %d", createsDup)
+	t.Logf(plan.name+": forged or stale requests answered: %d, executed: %d", forgedRun, execDead)
+	for name, v := range map[string]int{"without a result": missing, "disagreeing": disagree, "told paid twice": doubleSuccess,
+		"paid twice": payments, "settled unclaimed": settledUnclaimed, "creates duplicated": createsDup, "forged/stale answered": forgedRun, "forged/stale executed": execDead} {
+		if v != 0 {
+			t.Errorf("invariant %q: %d, want 0", name, v)
+		}
+	}
+}
+
+// collect reads the output and dead-letter topics until every request has
+// its answer (authentic ones a result, the others a dead letter), then a few
+// seconds more for late copies.
+func collect(t *testing.T, ctx context.Context, plan chaosPlan, reqs []*chaosReq) (map[string][][]byte, map[string]bool) {
+	t.Helper()
+	chaosOut, chaosDLQ := plan.out(), plan.dlq()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.broker.Addr()), kgo.ConsumeTopics(chaosOut, chaosDLQ),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	results, dead := map[string][][]byte{}, map[string]bool{}
+	answered := func() bool {
+		for _, r := range reqs {
+			if r.authentic() && len(results[r.id]) == 0 || !r.authentic() && !dead[r.id] {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(6 * time.Minute)
+	var doneAt time.Time
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		fs.EachRecord(func(rec *kgo.Record) {
+			if rec.Topic == chaosDLQ {
+				v := rec.Value
+				if len(v) >= wire.SignatureWidth {
+					dead[strings.ToLower(string(v[len(v)-wire.SignatureWidth:]))] = true
+				}
+				return
+			}
+			_, body, err := wire.OpenResult(rec.Value, []byte(hmacKey))
+			if err != nil {
+				t.Errorf("result that does not verify: %v: %s", err, rec.Value)
+				return
+			}
+			var r struct {
+				Data struct {
+					RequestID string `json:"request_id"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Errorf("result %s: %v", body, err)
+				return
+			}
+			results[r.Data.RequestID] = append(results[r.Data.RequestID], rec.Value)
+		})
+		switch {
+		case doneAt.IsZero() && answered():
+			doneAt = time.Now()
+		case !doneAt.IsZero() && time.Since(doneAt) > 5*time.Second:
+			return results, dead
+		case time.Now().After(deadline):
+			t.Logf("gave up waiting for answers")
+			return results, dead
+		}
+	}
+}
+
+type chaosData struct {
+	Status  string          `json:"status"`
+	Message json.RawMessage `json:"message"`
+}
+
+func (d chaosData) outcome() string {
+	if d.Status == "success" {
+		return "success"
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(d.Message, &e)
+	return e.Error
+}
+
+func resultData(t *testing.T, value []byte) chaosData {
+	t.Helper()
+	_, body, err := wire.OpenResult(value, []byte(hmacKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Data chaosData `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Data
+}
+
+// settledOn reports whether node has a settled invoice with hash.
+func settledOn(t *testing.T, ctx context.Context, node *regtest.Node, hash string) bool {
+	t.Helper()
+	h, _ := hex.DecodeString(hash)
+	inv, err := node.Lightning.LookupInvoice(ctx, &lnrpc.PaymentHash{RHash: h})
+	if err != nil {
+		return false
+	}
+	return inv.State == lnrpc.Invoice_SETTLED
+}
+
+// withoutLightningVars drops the LIGHTNING_* variables of the test's own
+// environment, so the service sees only the test's.
+func withoutLightningVars(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "LIGHTNING_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func describe(events []chaosEvent) string {
+	var parts []string
+	for _, e := range events {
+		parts = append(parts, fmt.Sprintf("%s at %s", e.what, e.at))
+	}
+	return strings.Join(parts, ", ")
+}
