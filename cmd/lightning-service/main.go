@@ -5,6 +5,7 @@
 //	lightning-service [serve] [flags]   run the service (default)
 //	lightning-service sandbox           a regtest network, an embedded broker and the service, with a demo
 //	lightning-service call TASK ...     sign a request, send it, print the verified result
+//	lightning-service bench [flags]     measure the service against LND called directly
 package main
 
 import (
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string) error {
 		return sandbox(ctx, args)
 	case "call":
 		return call(ctx, args, os.LookupEnv)
+	case "bench":
+		return benchmark(ctx, args)
 	case "help":
 		fmt.Print(usage)
 		return nil
@@ -55,4 +58,6 @@ const usage = `usage:
   lightning-service call [flags] decode|pay PAYMENT_REQUEST
   lightning-service call [flags] create AMOUNT_SAT MEMO EXPIRY_SEC
                                       sign a request, send it, wait for its result and print it (call --help)
+  lightning-service bench [flags]     measure decode, create and pay through Kafka and the service against
+                                      LND called directly and a one-at-a-time consumer (bench --help)
 `

@@ -1,0 +1,59 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"lightning-service/internal/kafka"
+)
+
+// serialConsumer is the design the service replaces, kept minimal as the
+// baseline: poll one record, process it, publish its answer, commit, next.
+// It processes with the service's own Worker, so the difference measured is
+// the consume loop alone.
+type serialConsumer struct {
+	cl     *kgo.Client
+	worker kafka.Processor
+}
+
+func newSerialConsumer(brokers []string, group, topic string, worker kafka.Processor) (*serialConsumer, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &serialConsumer{cl: cl, worker: worker}, nil
+}
+
+// run consumes until ctx ends.
+func (s *serialConsumer) run(ctx context.Context) error {
+	defer s.cl.Close()
+	for {
+		fs := s.cl.PollRecords(ctx, 1)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return nil
+		}
+		// Fetch errors are retried by the client, as in the service.
+		for _, rec := range fs.Records() {
+			out, err := s.worker.Process(ctx, rec)
+			if err != nil {
+				return nil // abandoned: only on shutdown
+			}
+			if err := s.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
+				return fmt.Errorf("one-at-a-time consumer: publishing: %w", err)
+			}
+			if err := s.cl.CommitRecords(ctx, rec); err != nil {
+				return fmt.Errorf("one-at-a-time consumer: committing: %w", err)
+			}
+		}
+	}
+}
