@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"lightning-service/internal/caller"
 	"lightning-service/internal/wire"
 )
 
@@ -34,21 +34,7 @@ type arrival struct {
 }
 
 func newLoader(ctx context.Context, brokers []string, output string, key []byte) (*loader, error) {
-	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, err
-	}
-	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, output)
-	admin.Close()
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the end of %s: %w", output, err)
-	}
-	from := map[string]map[int32]kgo.Offset{output: {}}
-	ends.Each(func(o kadm.ListedOffset) { from[output][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from), kgo.ProducerLinger(0))
+	cl, err := caller.Tail(ctx, brokers, output, kgo.ProducerLinger(0))
 	if err != nil {
 		return nil, err
 	}

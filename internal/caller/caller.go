@@ -64,21 +64,7 @@ type Caller struct {
 
 // New connects to brokers and starts reading output from its current end.
 func New(ctx context.Context, brokers []string, input, output string, key []byte) (*Caller, error) {
-	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, err
-	}
-	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, output)
-	admin.Close()
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the end of %s: %w", output, err)
-	}
-	from := map[string]map[int32]kgo.Offset{output: {}}
-	ends.Each(func(o kadm.ListedOffset) { from[output][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from))
+	cl, err := Tail(ctx, brokers, output)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +152,27 @@ func (c *Caller) Call(ctx context.Context, task, payload string) (*Result, error
 		return nil, err
 	}
 	return c.Wait(ctx, id)
+}
+
+// Tail returns a client reading topic from its current end on: every
+// record written after Tail returns, none before. opts are added to the
+// client's.
+func Tail(ctx context.Context, brokers []string, topic string, opts ...kgo.Opt) (*kgo.Client, error) {
+	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, topic)
+	admin.Close()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the end of %s: %w", topic, err)
+	}
+	from := map[string]map[int32]kgo.Offset{topic: {}}
+	ends.Each(func(o kadm.ListedOffset) { from[topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from)}, opts...)...)
 }
 
 // RequestID is the id of a signed request value: its signature, lower case.
