@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,8 +23,10 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for the scale-out test's schema
 	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"lightning-service/internal/ledger"
 	"lightning-service/internal/regtest"
 	"lightning-service/internal/wire"
 )
@@ -186,7 +189,13 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	n := env.network
+	var err error
 	seed := time.Now().UnixNano()
+	if v := os.Getenv("LIGHTNING_E2E_SEED"); v != "" { // to replay a run's plan
+		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatalf("LIGHTNING_E2E_SEED: %v", err)
+		}
+	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 42))
 	t.Logf("%s seed %d", plan.name, seed)
 	chaosIn, chaosOut, chaosDLQ := plan.in(), plan.out(), plan.dlq()
@@ -513,6 +522,9 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	t.Logf(plan.name+": invoices settled without exactly one request answered success: %d", settledUnclaimed)
 	t.Logf(plan.name+": create requests that made more than one invoice: %d", createsDup)
 	t.Logf(plan.name+": forged or stale requests answered: %d, executed: %d", forgedRun, execDead)
+	if missing > 0 {
+		explainMissing(t, ctx, plan, procs, dir, reqs, results, dead)
+	}
 	for name, v := range map[string]int{"without a result": missing, "disagreeing": disagree, "told paid twice": doubleSuccess,
 		"paid twice": payments, "settled unclaimed": settledUnclaimed, "creates duplicated": createsDup, "forged/stale answered": forgedRun, "forged/stale executed": execDead} {
 		if v != 0 {
@@ -644,4 +656,98 @@ func describe(events []chaosEvent) string {
 		parts = append(parts, fmt.Sprintf("%s at %s", e.what, e.at))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// explainMissing logs, for requests left without an answer, where each one
+// got to: whether the input topic has it and at which offset, the group's
+// committed offsets, the ledger's entry, and the service log's lines about it.
+func explainMissing(t *testing.T, ctx context.Context, plan chaosPlan, procs []*serviceProcess, dir string,
+	reqs []*chaosReq, results map[string][][]byte, dead map[string]bool) {
+	t.Helper()
+	missing := map[string]*chaosReq{}
+	for _, r := range reqs {
+		if r.authentic() && len(results[r.id]) == 0 || !r.authentic() && !dead[r.id] {
+			missing[r.id] = r
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.broker.Addr()))
+	if err != nil {
+		t.Logf("explaining: %v", err)
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if ends, err := adm.ListEndOffsets(ctx, plan.in()); err == nil {
+		ends.Each(func(o kadm.ListedOffset) { t.Logf("input partition %d ends at %d", o.Partition, o.Offset) })
+	}
+	if offs, err := adm.FetchOffsets(ctx, plan.group()); err == nil {
+		offs.Each(func(o kadm.OffsetResponse) {
+			t.Logf("group committed partition %s/%d at %d", o.Topic, o.Partition, o.At)
+		})
+	}
+
+	// Where the requests are in the input topic.
+	in, err := kgo.NewClient(kgo.SeedBrokers(env.broker.Addr()), kgo.ConsumeTopics(plan.in()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Logf("explaining: %v", err)
+		return
+	}
+	defer in.Close()
+	ends, _ := adm.ListEndOffsets(ctx, plan.in())
+	seen := map[int32]int64{}
+	where := map[string][]string{}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := in.PollFetches(pctx)
+		cancel()
+		fs.EachRecord(func(rec *kgo.Record) {
+			seen[rec.Partition] = rec.Offset + 1
+			v := rec.Value
+			if len(v) < wire.SignatureWidth {
+				return
+			}
+			id := strings.ToLower(string(v[len(v)-wire.SignatureWidth:]))
+			if missing[id] != nil {
+				where[id] = append(where[id], fmt.Sprintf("%d/%d", rec.Partition, rec.Offset))
+			}
+		})
+		all := true
+		ends.Each(func(o kadm.ListedOffset) { all = all && seen[o.Partition] >= o.Offset })
+		if all {
+			break
+		}
+	}
+
+	lg, err := ledger.Open(ctx, plan.databaseURL, filepath.Join(dir, "ledger-0"))
+	if err != nil {
+		t.Logf("explaining: ledger: %v", err)
+		lg = nil
+	} else {
+		defer lg.Close()
+	}
+	var logs []string
+	for _, p := range procs {
+		b, _ := os.ReadFile(p.logPath)
+		logs = append(logs, strings.Split(string(b), "\n")...)
+	}
+	shown := 0
+	for id, r := range missing {
+		state := "not in the ledger"
+		if lg != nil {
+			if e, err := lg.Get(ctx, id); err == nil {
+				state = fmt.Sprintf("ledger %s pay_state %q hash %s created %s updated %s", e.State, e.PayState, e.PaymentHash,
+					e.CreatedAt.Format("15:04:05.000"), e.UpdatedAt.Format("15:04:05.000"))
+			}
+		}
+		t.Logf("no answer for %s %s: input at %v; %s", r.kind, id, where[id], state)
+		if shown++; shown > 5 {
+			continue
+		}
+		for _, l := range logs {
+			if strings.Contains(l, id) || r.hash != "" && strings.Contains(l, r.hash) {
+				t.Logf("    %s", l)
+			}
+		}
+	}
 }
