@@ -41,5 +41,9 @@ func OpenPostgres(ctx context.Context, url string) (Ledger, error) {
 		db.Close()
 		return nil, err
 	}
-	return &store{db: db, d: postgresDialect}, nil
+	// PostgreSQL gathers concurrent commits into one WAL flush itself; each
+	// write is a transaction of its own.
+	s := &store{db: db, d: postgresDialect}
+	s.write = s.inTx
+	return s, nil
 }

@@ -27,7 +27,8 @@ var sqliteDialect = dialect{
 }
 
 // OpenSQLite opens (creating it if need be) the ledger in dir, an SQLite
-// database in pure Go. Every commit is synced to disk before it returns.
+// database in pure Go. Every write is synced to disk before it returns;
+// writes made at the same moment share one transaction and one sync.
 func OpenSQLite(ctx context.Context, dir string) (Ledger, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ledger: data directory: %w", err)
@@ -42,9 +43,10 @@ func OpenSQLite(ctx context.Context, dir string) (Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: opening %s: %w", filepath.Join(dir, SQLiteFile), err)
 	}
-	// One writer at a time is all SQLite allows; one connection makes the
-	// waiting happen here, in order, rather than in busy retries.
-	db.SetMaxOpenConns(1)
+	// One writer at a time is all SQLite allows: the group commit's one
+	// goroutine writes, and reads run beside it on the other connections
+	// (WAL lets them).
+	db.SetMaxOpenConns(4)
 	// Another process opening the same file at this moment (switching it to
 	// WAL, recovering its journal) can make SQLite answer "busy" without
 	// waiting; try again for a while.
@@ -57,7 +59,8 @@ func OpenSQLite(ctx context.Context, dir string) (Ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("%w (ledger %s)", err, filepath.Join(dir, SQLiteFile))
 	}
-	return &store{db: db, d: sqliteDialect}, nil
+	g := newGroupCommit(db)
+	return &store{db: db, d: sqliteDialect, write: g.write, closeWrites: g.close}, nil
 }
 
 func isBusy(err error) bool {

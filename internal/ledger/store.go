@@ -15,6 +15,25 @@ import (
 type store struct {
 	db *sql.DB
 	d  dialect
+	// write runs fn in a transaction and returns once it is committed, or
+	// with fn's error and nothing of fn's kept. Every change to the ledger
+	// goes through it; reads outside it use db.
+	write func(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
+	// closeWrites stops what write needs, if anything, before db closes.
+	closeWrites func()
+}
+
+// inTx is write as one transaction of its own.
+func (s *store) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 type dialect struct {
@@ -88,44 +107,56 @@ func nullString(s string) any {
 	return s
 }
 
-func (s *store) Begin(ctx context.Context, e Entry) (Entry, bool, error) {
-	t := now()
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, created_at, updated_at)
-		VALUES ($1, $2, 'pending', $3, '', $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING`),
-		e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), t)
+func (s *store) Begin(ctx context.Context, e Entry) (stored Entry, created bool, err error) {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		t := now()
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, created_at, updated_at)
+			VALUES ($1, $2, 'pending', $3, '', $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING`),
+			e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), t)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		created = n == 1
+		stored, err = s.get(ctx, tx, e.ID)
+		return err
+	})
 	if err != nil {
 		return Entry{}, false, fmt.Errorf("ledger: recording request %s: %w", e.ID, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return Entry{}, false, err
-	}
-	stored, err := s.Get(ctx, e.ID)
-	return stored, n == 1, err
+	return stored, created, nil
 }
 
 func (s *store) Get(ctx context.Context, id string) (Entry, error) {
-	e, err := scanEntry(s.db.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE id = $1`), id))
+	e, err := s.get(ctx, s.db, id)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		err = fmt.Errorf("ledger: reading request %s: %w", id, err)
 	}
 	return e, err
 }
 
-func (s *store) Holder(ctx context.Context, hash string) (Entry, error) {
-	return s.holder(ctx, s.db, hash)
+func (s *store) get(ctx context.Context, q querier, id string) (Entry, error) {
+	return scanEntry(q.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE id = $1`), id))
 }
 
+func (s *store) Holder(ctx context.Context, hash string) (Entry, error) {
+	e, err := s.holder(ctx, s.db, hash)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		err = fmt.Errorf("ledger: reading the holder of payment %s: %w", hash, err)
+	}
+	return e, err
+}
+
+// querier is the database, or a transaction on it.
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 func (s *store) holder(ctx context.Context, q querier, hash string) (Entry, error) {
-	e, err := scanEntry(q.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE payment_hash = $1 AND pay_state IN ('paying', 'paid')`), hash))
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		err = fmt.Errorf("ledger: reading the holder of payment %s: %w", hash, err)
-	}
-	return e, err
+	return scanEntry(q.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE payment_hash = $1 AND pay_state IN ('paying', 'paid')`), hash))
 }
 
 func (s *store) ClaimPayment(ctx context.Context, id, hash string) (Claim, error) {
@@ -133,7 +164,11 @@ func (s *store) ClaimPayment(ctx context.Context, id, hash string) (Claim, error
 	// holder; the unique index lets one through and the other tries again,
 	// finding the winner.
 	for attempt := 0; ; attempt++ {
-		c, err := s.claim(ctx, id, hash)
+		var c Claim
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
+			c, err = s.claim(ctx, tx, id, hash)
+			return err
+		})
 		if err == nil || !s.d.isUniqueViolation(err) || attempt == 10 {
 			if err != nil {
 				err = fmt.Errorf("ledger: claiming payment %s for request %s: %w", hash, id, err)
@@ -143,13 +178,7 @@ func (s *store) ClaimPayment(ctx context.Context, id, hash string) (Claim, error
 	}
 }
 
-func (s *store) claim(ctx context.Context, id, hash string) (Claim, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return Claim{}, err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-
+func (s *store) claim(ctx context.Context, tx *sql.Tx, id, hash string) (Claim, error) {
 	holder, err := s.holder(ctx, tx, hash)
 	switch {
 	case err == nil:
@@ -163,11 +192,8 @@ func (s *store) claim(ctx context.Context, id, hash string) (Claim, error) {
 		ON CONFLICT (id) DO UPDATE SET payment_hash = $2, pay_state = 'paying', updated_at = $3`), id, hash, t); err != nil {
 		return Claim{}, err
 	}
-	e, err := scanEntry(tx.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE id = $1`), id))
-	if err != nil {
-		return Claim{}, err
-	}
-	return Claim{Holder: e}, tx.Commit()
+	e, err := s.get(ctx, tx, id)
+	return Claim{Holder: e}, err
 }
 
 func (s *store) EndPayment(ctx context.Context, id string, paid bool) error {
@@ -175,28 +201,38 @@ func (s *store) EndPayment(ctx context.Context, id string, paid bool) error {
 	if paid {
 		state = Paid
 	}
-	_, err := s.db.ExecContext(ctx, s.q(`UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'paying'`), string(state), now(), id)
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'paying'`), string(state), now(), id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("ledger: ending the payment of request %s: %w", id, err)
 	}
 	return nil
 }
 
-func (s *store) Finish(ctx context.Context, e Entry) (Entry, error) {
+func (s *store) Finish(ctx context.Context, e Entry) (stored Entry, err error) {
 	if e.Result == nil {
 		return Entry{}, fmt.Errorf("ledger: finishing request %s without a result", e.ID)
 	}
-	t := now()
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, result, created_at, updated_at)
-		VALUES ($1, $2, 'final', $3, '', $4, $5, $6, $7, $7)
-		ON CONFLICT (id) DO UPDATE SET state = 'final', result = $6, updated_at = $7,
-			payment_hash = COALESCE(requests.payment_hash, $3)
-		WHERE requests.state <> 'final'`),
-		e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), e.Result, t)
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		t := now()
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, result, created_at, updated_at)
+			VALUES ($1, $2, 'final', $3, '', $4, $5, $6, $7, $7)
+			ON CONFLICT (id) DO UPDATE SET state = 'final', result = $6, updated_at = $7,
+				payment_hash = COALESCE(requests.payment_hash, $3)
+			WHERE requests.state <> 'final'`),
+			e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), e.Result, t)
+		if err != nil {
+			return err
+		}
+		stored, err = s.get(ctx, tx, e.ID)
+		return err
+	})
 	if err != nil {
 		return Entry{}, fmt.Errorf("ledger: storing the result of request %s: %w", e.ID, err)
 	}
-	return s.Get(ctx, e.ID)
+	return stored, nil
 }
 
 func (s *store) Unfinished(ctx context.Context) ([]Entry, error) {
@@ -216,4 +252,9 @@ func (s *store) Unfinished(ctx context.Context) ([]Entry, error) {
 	return out, rows.Err()
 }
 
-func (s *store) Close() error { return s.db.Close() }
+func (s *store) Close() error {
+	if s.closeWrites != nil {
+		s.closeWrites()
+	}
+	return s.db.Close()
+}
