@@ -726,6 +726,29 @@ func explainMissing(t *testing.T, ctx context.Context, plan chaosPlan, procs []*
 	} else {
 		defer lg.Close()
 	}
+	// What alice's LND says of the payments: one it holds in flight has
+	// no answer the service could truthfully give yet.
+	lndState := map[string]string{}
+	if pmts, err := env.network.Alice.Lightning.ListPayments(ctx, &lnrpc.ListPaymentsRequest{IncludeIncomplete: true, MaxPayments: 100_000}); err == nil {
+		inFlight := 0
+		for _, p := range pmts.Payments {
+			var htlcs []string
+			for _, h := range p.Htlcs {
+				htlcs = append(htlcs, h.Status.String())
+			}
+			lndState[p.PaymentHash] = fmt.Sprintf("%s (htlcs %v)", p.Status, htlcs)
+			if p.Status == lnrpc.Payment_IN_FLIGHT {
+				inFlight++
+			}
+		}
+		t.Logf("alice's LND has %d payments, %d of them in flight", len(pmts.Payments), inFlight)
+	}
+	if chans, err := env.network.Alice.Lightning.ListChannels(ctx, &lnrpc.ListChannelsRequest{}); err == nil {
+		for _, c := range chans.Channels {
+			t.Logf("alice's channel %s: active %v, %d pending HTLCs", c.ChannelPoint, c.Active, len(c.PendingHtlcs))
+		}
+	}
+
 	var logs []string
 	for _, p := range procs {
 		b, _ := os.ReadFile(p.logPath)
@@ -740,7 +763,14 @@ func explainMissing(t *testing.T, ctx context.Context, plan chaosPlan, procs []*
 					e.CreatedAt.Format("15:04:05.000"), e.UpdatedAt.Format("15:04:05.000"))
 			}
 		}
-		t.Logf("no answer for %s %s: input at %v; %s", r.kind, id, where[id], state)
+		lnd := ""
+		if r.hash != "" {
+			lnd = "; alice's LND: " + lndState[r.hash]
+			if lndState[r.hash] == "" {
+				lnd = "; alice's LND has no payment for it"
+			}
+		}
+		t.Logf("no answer for %s %s: input at %v; %s%s", r.kind, id, where[id], state, lnd)
 		if shown++; shown > 5 {
 			continue
 		}
