@@ -13,6 +13,7 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc/invoicesrpc"
 	"github.com/lightningnetwork/lnd/lnrpc/routerrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
@@ -45,6 +46,9 @@ type Client struct {
 
 var _ lightning.Node = (*Client)(nil)
 
+// reconnectBackoff paces the attempts to reach a node that is down.
+var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}
+
 // Dial prepares a client for the node at cfg.Address. It reads the
 // certificate and macaroon but does not wait for the node: the service must
 // start, and keep consuming, while LND is down; calls fail with
@@ -74,6 +78,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		// Pings find a dead connection under a long payment stream. LND
 		// accepts pings every 5 s or more, and only during calls.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+		// While LND is down, gRPC retries the connection with a growing
+		// backoff, 2 minutes at most by default; calls fail at once
+		// meanwhile. A node back after a restart must be found within a
+		// task's retry budget, so retries stay frequent.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("lnd %s: %w", cfg.Address, err)

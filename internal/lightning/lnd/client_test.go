@@ -382,6 +382,64 @@ func TestNodeDown(t *testing.T) {
 	}
 }
 
+// TestNodeBack: a node that was down for a while is found again within
+// about a second of coming back, not after gRPC's default backoff (up to 2
+// minutes), so a restart of LND fits in a task's retry budget.
+func TestNodeBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert := writeCert(t, filepath.Join(dir, "tls.cert"))
+	writeMacaroon(t, filepath.Join(dir, "admin.macaroon"))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close()
+	c, err := Dial(context.Background(), Config{
+		Address: addr, TLSCertPath: filepath.Join(dir, "tls.cert"),
+		MacaroonPath: filepath.Join(dir, "admin.macaroon"), CallTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Down for 12 s: by gRPC's defaults (1 s, growing by 1.6 each time)
+	// the next attempt would come about 16 s after the first one.
+	for start := time.Now(); time.Since(start) < 12*time.Second; time.Sleep(200 * time.Millisecond) {
+		_, err := c.Info(context.Background())
+		requireIs(t, "Info while down", err, lightning.ErrUnavailable)
+	}
+	lis, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	fake := &fakeLND{macaroons: make(chan string, 100), getInfo: func(context.Context) (*lnrpc.GetInfoResponse, error) {
+		return &lnrpc.GetInfoResponse{IdentityPubkey: "02aa", Chains: []*lnrpc.Chain{{Chain: "bitcoin", Network: "regtest"}}}, nil
+	}}
+	lnrpc.RegisterLightningServer(srv, lnServer{f: fake})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	back := time.Now()
+	for {
+		_, err := c.Info(context.Background())
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, lightning.ErrUnavailable) {
+			t.Fatalf("Info: %v", err)
+		}
+		if time.Since(back) > 2*time.Second {
+			t.Fatalf("node back %s ago and still not reached: %v", time.Since(back).Round(time.Millisecond), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("reached %s after the node came back", time.Since(back).Round(time.Millisecond))
+}
+
 func TestDialConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	certPath, macPath := filepath.Join(dir, "tls.cert"), filepath.Join(dir, "admin.macaroon")
