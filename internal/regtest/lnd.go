@@ -15,6 +15,7 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc/routerrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"gopkg.in/macaroon.v2"
 )
 
 // Node is one lnd of the network. Its gRPC connection survives StopNode and
@@ -108,9 +109,16 @@ func (nd *Node) args(maxPending int) []string {
 // waitReady waits until lnd serves RPCs and its wallet is synced to btcd,
 // dialling the first time.
 func (nd *Node) waitReady(ctx context.Context, p *process) error {
+	// lnd creates the file before it writes it: wait for a whole macaroon.
 	err := waitFor(ctx, nd.Name+"'s macaroon", 50*time.Millisecond, p, func(context.Context) (bool, error) {
-		_, err := os.Stat(nd.MacaroonPath)
-		return err == nil, err
+		b, err := os.ReadFile(nd.MacaroonPath)
+		if err != nil {
+			return false, err
+		}
+		if err := new(macaroon.Macaroon).UnmarshalBinary(b); err != nil {
+			return false, fmt.Errorf("%d bytes, not yet a macaroon: %w", len(b), err)
+		}
+		return true, nil
 	})
 	if err != nil {
 		return err
