@@ -30,6 +30,12 @@ type Config struct {
 	Concurrency int           // records at work at once
 	RevokeGrace time.Duration // how long revoked work may finish before it is stopped
 	DrainGrace  time.Duration // how long in-flight work may finish at shutdown
+	// CommitInterval is the least time between two commits: what finishes
+	// meanwhile goes into the next one, so a busy service sends the broker
+	// a commit per interval rather than one per answer. A record answered
+	// but not yet committed when the service stops hard is delivered again
+	// and gets its stored result. 0: DefaultCommitInterval.
+	CommitInterval time.Duration
 	// SessionTimeout is how long the group waits for a silent member (one
 	// killed) before its partitions move on; 0: franz-go's default, 45s.
 	SessionTimeout time.Duration
@@ -37,6 +43,9 @@ type Config struct {
 	InFlight       func(delta int) // optional gauge hook
 	ClientOpts     []kgo.Opt       // extra client options (tests)
 }
+
+// DefaultCommitInterval is Config.CommitInterval's default.
+const DefaultCommitInterval = 100 * time.Millisecond
 
 // Consumer consumes the input topic of one consumer group.
 type Consumer struct {
@@ -90,6 +99,9 @@ func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = DefaultCommitInterval
 	}
 	if cfg.InFlight == nil {
 		cfg.InFlight = func(int) {}
@@ -292,8 +304,9 @@ func (c *Consumer) markDone(p *partition, e *entry) {
 	}
 }
 
-// committer commits whatever became committable, one commit at a time; work
-// finished during a commit is gathered into the next one.
+// committer commits whatever became committable, one commit at a time and
+// at most one per CommitInterval; work finished meanwhile is gathered into
+// the next one.
 func (c *Consumer) committer(ctx context.Context) {
 	for {
 		select {
@@ -302,6 +315,11 @@ func (c *Consumer) committer(ctx context.Context) {
 			return
 		}
 		c.commitPending(ctx)
+		select {
+		case <-time.After(c.cfg.CommitInterval):
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

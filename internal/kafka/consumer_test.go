@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -360,4 +361,45 @@ func TestDrainCommitsWorkFinishedWithinGrace(t *testing.T) {
 		t.Fatalf("committed offset %d when Run returned, want 2", got)
 	}
 	h.waitAnswered("k0", "k1")
+}
+
+// slowProcessor answers every record after a fixed delay.
+type slowProcessor struct{ delay time.Duration }
+
+func (p slowProcessor) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
+	select {
+	case <-time.After(p.delay):
+		return answer(rec), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A stream of answers is committed once per CommitInterval, not once per
+// answer, and everything answered is committed in the end.
+func TestCommitsGatheredPerInterval(t *testing.T) {
+	const n, interval = 60, 250 * time.Millisecond
+	h := newHarness(t, 1)
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, input(0, fmt.Sprint("r", i)))
+	}
+	h.produce(recs...)
+	commits := h.watchCommits()
+	commits.ack() // every commit here follows its answers; counting only
+
+	// One at a time, 20 ms each: answers keep coming for about 1.2 s.
+	start := time.Now()
+	h.run(kafka.Config{Concurrency: 1, CommitInterval: interval}, slowProcessor{delay: 20 * time.Millisecond})
+	h.waitCommitted(0, n)
+	took := time.Since(start)
+
+	sent := commits.sent(0)
+	if limit := int(took/interval) + 2; len(sent) > limit {
+		t.Errorf("%d commits in %s with a %s interval; want at most %d: %v", len(sent), took.Round(time.Millisecond), interval, limit, sent)
+	}
+	if len(sent) < 2 {
+		t.Errorf("%d commits in %s: the stream was committed only at the end", len(sent), took.Round(time.Millisecond))
+	}
+	t.Logf("%d answers over %s, %d commits: %v", n, took.Round(time.Millisecond), len(sent), sent)
 }
