@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -50,39 +49,19 @@ func (l *loader) close() {
 
 func (l *loader) read() {
 	defer close(l.done)
-	for {
-		fs := l.cl.PollFetches(context.Background())
-		if fs.IsClientClosed() {
-			return
+	caller.ReadResults(l.cl, l.key, func(r *caller.Result, at time.Time) {
+		id := strings.ToLower(r.Data.RequestID)
+		l.mu.Lock()
+		var ch chan arrival
+		if w := l.waiting[id]; len(w) > 0 {
+			ch = w[0]
+			l.waiting[id] = w[1:]
 		}
-		at := time.Now()
-		for it := fs.RecordIter(); !it.Done(); {
-			rec := it.Next()
-			_, body, err := wire.OpenResult(rec.Value, l.key)
-			if err != nil {
-				continue
-			}
-			var r struct {
-				Data struct {
-					Status    string `json:"status"`
-					RequestID string `json:"request_id"`
-				} `json:"data"`
-			}
-			if json.Unmarshal(body, &r) != nil {
-				continue
-			}
-			l.mu.Lock()
-			var ch chan arrival
-			if w := l.waiting[r.Data.RequestID]; len(w) > 0 {
-				ch = w[0]
-				l.waiting[r.Data.RequestID] = w[1:]
-			}
-			l.mu.Unlock()
-			if ch != nil {
-				ch <- arrival{at: at, status: r.Data.Status, body: body}
-			}
+		l.mu.Unlock()
+		if ch != nil {
+			ch <- arrival{at: at, status: r.Data.Status, body: r.Raw}
 		}
-	}
+	})
 }
 
 // call signs a request now, sends it to topic and waits for its result; it

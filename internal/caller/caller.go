@@ -81,29 +81,39 @@ func (c *Caller) Close() {
 
 func (c *Caller) read() {
 	defer close(c.done)
+	ReadResults(c.cl, c.Key, func(r *Result, _ time.Time) {
+		id := strings.ToLower(r.Data.RequestID)
+		c.mu.Lock()
+		c.results[id] = append(c.results[id], r)
+		for _, w := range c.waiters[id] {
+			close(w)
+		}
+		delete(c.waiters, id)
+		c.mu.Unlock()
+	})
+}
+
+// ReadResults polls cl until it is closed and passes each result that
+// verifies with key to fn, with the time its fetch arrived. Records that do
+// not verify are other services' on the shared topic, and are skipped.
+func ReadResults(cl *kgo.Client, key []byte, fn func(r *Result, arrived time.Time)) {
 	for {
-		fs := c.cl.PollFetches(context.Background())
+		fs := cl.PollFetches(context.Background())
 		if fs.IsClientClosed() {
 			return
 		}
+		arrived := time.Now()
 		for it := fs.RecordIter(); !it.Done(); {
 			rec := it.Next()
-			ts, body, err := wire.OpenResult(rec.Value, c.Key)
+			ts, body, err := wire.OpenResult(rec.Value, key)
 			if err != nil {
-				continue // another service's record on the shared topic
+				continue
 			}
 			r := &Result{Timestamp: ts, Raw: body, Record: rec}
 			if json.Unmarshal(body, r) != nil {
 				continue
 			}
-			id := strings.ToLower(r.Data.RequestID)
-			c.mu.Lock()
-			c.results[id] = append(c.results[id], r)
-			for _, w := range c.waiters[id] {
-				close(w)
-			}
-			delete(c.waiters, id)
-			c.mu.Unlock()
+			fn(r, arrived)
 		}
 	}
 }
