@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 )
 
 // maxGroup bounds the writes one commit carries.
@@ -14,10 +13,9 @@ var errClosed = errors.New("ledger: closed")
 
 // groupCommit is SQLite's write path: one goroutine runs every write, and
 // the writes submitted while a commit is being synced to disk go into the
-// next transaction together, each in a savepoint of its own, so that one
-// sync makes many of them durable. A write returns only once its
-// transaction is committed; one that fails is rolled back to its savepoint
-// and leaves the others of its group alone.
+// next transaction together, so that one sync makes many of them durable. A
+// write returns only once its transaction is committed; one that fails
+// leaves nothing behind and takes none of the others of its group with it.
 type groupCommit struct {
 	db   *sql.DB
 	ops  chan *groupOp
@@ -88,45 +86,54 @@ func (g *groupCommit) run() {
 	}
 }
 
-// commit runs a group in one transaction and returns each write's error.
+// commit runs a group in one transaction and returns each write's error. A
+// write that fails rolls the transaction back; the group is then run again
+// without it (writes may run more than once before one commit keeps them;
+// what a write returns is from the run that was committed).
 func (g *groupCommit) commit(group []*groupOp) []error {
 	errs := make([]error, len(group))
-	fail := func(err error) []error {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return errs
-	}
 	// The statements run to completion whatever the callers' contexts:
 	// a transaction half done for one of them would fail the others.
 	ctx := context.Background()
+	for {
+		failed, err := g.try(ctx, group, errs)
+		if err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+			return errs
+		}
+		if failed < 0 {
+			return errs
+		}
+		// errs[failed] is set: run the others again.
+	}
+}
+
+// try runs the group's writes not yet failed in one transaction and commits
+// it. It returns the index of a write that failed (its error in errs, the
+// transaction rolled back), or -1 once committed, or the error that failed
+// the whole transaction.
+func (g *groupCommit) try(ctx context.Context, group []*groupOp, errs []error) (failed int, err error) {
 	tx, err := g.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fail(err)
+		return -1, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	for i, op := range group {
+		if errs[i] != nil {
+			continue
+		}
 		if err := op.ctx.Err(); err != nil {
 			errs[i] = err // its caller has gone; nothing of it is written
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT write"); err != nil {
-			return fail(fmt.Errorf("savepoint: %w", err))
-		}
 		if err := op.fn(ctx, tx); err != nil {
 			errs[i] = err
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO write"); err != nil {
-				return fail(fmt.Errorf("rolling back to a savepoint: %w", err))
-			}
-		}
-		if _, err := tx.ExecContext(ctx, "RELEASE write"); err != nil {
-			return fail(fmt.Errorf("releasing a savepoint: %w", err))
+			return i, nil
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fail(err)
-	}
-	return errs
+	return -1, tx.Commit()
 }

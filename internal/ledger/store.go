@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 )
 
@@ -21,6 +22,9 @@ type store struct {
 	write func(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
 	// closeWrites stops what write needs, if anything, before db closes.
 	closeWrites func()
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // by query as written, with $n placeholders
 }
 
 // inTx is write as one transaction of its own.
@@ -56,7 +60,52 @@ func numbered(q string) string { return dollarParam.ReplaceAllString(q, "?$1") }
 
 const columns = `id, task, state, COALESCE(payment_hash, ''), pay_state, record_key, record_headers, result, created_at, updated_at`
 
-func (s *store) q(query string) string { return s.d.rebind(query) }
+// prepared returns query, in the dialect's placeholders, prepared once on
+// the database (database/sql prepares it again once on each connection
+// that runs it).
+func (s *store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.stmts[query]; st != nil {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, s.d.rebind(query))
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil {
+		s.stmts = make(map[string]*sql.Stmt)
+	}
+	s.stmts[query] = st
+	return st, nil
+}
+
+// exec runs a prepared statement in tx.
+func (s *store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+// queryRow runs a prepared query for one row in tx, or outside any
+// transaction when tx is nil.
+func (s *store) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) scanner {
+	st, err := s.prepared(ctx, query)
+	if err != nil {
+		return errRow{err}
+	}
+	if tx != nil {
+		st = tx.StmtContext(ctx, st)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// errRow is a row whose query could not be prepared.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 func now() int64 { return time.Now().UnixMilli() }
 
@@ -110,8 +159,8 @@ func nullString(s string) any {
 func (s *store) Begin(ctx context.Context, e Entry) (stored Entry, created bool, err error) {
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t := now()
-		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, created_at, updated_at)
-			VALUES ($1, $2, 'pending', $3, '', $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING`),
+		res, err := s.exec(ctx, tx, `INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, created_at, updated_at)
+			VALUES ($1, $2, 'pending', $3, '', $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING`,
 			e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), t)
 		if err != nil {
 			return err
@@ -131,32 +180,27 @@ func (s *store) Begin(ctx context.Context, e Entry) (stored Entry, created bool,
 }
 
 func (s *store) Get(ctx context.Context, id string) (Entry, error) {
-	e, err := s.get(ctx, s.db, id)
+	e, err := s.get(ctx, nil, id)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		err = fmt.Errorf("ledger: reading request %s: %w", id, err)
 	}
 	return e, err
 }
 
-func (s *store) get(ctx context.Context, q querier, id string) (Entry, error) {
-	return scanEntry(q.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE id = $1`), id))
+func (s *store) get(ctx context.Context, tx *sql.Tx, id string) (Entry, error) {
+	return scanEntry(s.queryRow(ctx, tx, `SELECT `+columns+` FROM requests WHERE id = $1`, id))
 }
 
 func (s *store) Holder(ctx context.Context, hash string) (Entry, error) {
-	e, err := s.holder(ctx, s.db, hash)
+	e, err := s.holder(ctx, nil, hash)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		err = fmt.Errorf("ledger: reading the holder of payment %s: %w", hash, err)
 	}
 	return e, err
 }
 
-// querier is the database, or a transaction on it.
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func (s *store) holder(ctx context.Context, q querier, hash string) (Entry, error) {
-	return scanEntry(q.QueryRowContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE payment_hash = $1 AND pay_state IN ('paying', 'paid')`), hash))
+func (s *store) holder(ctx context.Context, tx *sql.Tx, hash string) (Entry, error) {
+	return scanEntry(s.queryRow(ctx, tx, `SELECT `+columns+` FROM requests WHERE payment_hash = $1 AND pay_state IN ('paying', 'paid')`, hash))
 }
 
 func (s *store) ClaimPayment(ctx context.Context, id, hash string) (Claim, error) {
@@ -187,9 +231,9 @@ func (s *store) claim(ctx context.Context, tx *sql.Tx, id, hash string) (Claim, 
 		return Claim{}, err
 	}
 	t := now()
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, created_at, updated_at)
+	if _, err := s.exec(ctx, tx, `INSERT INTO requests (id, task, state, payment_hash, pay_state, created_at, updated_at)
 		VALUES ($1, 'pay', 'pending', $2, 'paying', $3, $3)
-		ON CONFLICT (id) DO UPDATE SET payment_hash = $2, pay_state = 'paying', updated_at = $3`), id, hash, t); err != nil {
+		ON CONFLICT (id) DO UPDATE SET payment_hash = $2, pay_state = 'paying', updated_at = $3`, id, hash, t); err != nil {
 		return Claim{}, err
 	}
 	e, err := s.get(ctx, tx, id)
@@ -202,7 +246,7 @@ func (s *store) EndPayment(ctx context.Context, id string, paid bool) error {
 		state = Paid
 	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.q(`UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'paying'`), string(state), now(), id)
+		_, err := s.exec(ctx, tx, `UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'paying'`, string(state), now(), id)
 		return err
 	})
 	if err != nil {
@@ -217,11 +261,11 @@ func (s *store) Finish(ctx context.Context, e Entry) (stored Entry, err error) {
 	}
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t := now()
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, result, created_at, updated_at)
+		_, err := s.exec(ctx, tx, `INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, result, created_at, updated_at)
 			VALUES ($1, $2, 'final', $3, '', $4, $5, $6, $7, $7)
 			ON CONFLICT (id) DO UPDATE SET state = 'final', result = $6, updated_at = $7,
 				payment_hash = COALESCE(requests.payment_hash, $3)
-			WHERE requests.state <> 'final'`),
+			WHERE requests.state <> 'final'`,
 			e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), e.Result, t)
 		if err != nil {
 			return err
@@ -236,7 +280,11 @@ func (s *store) Finish(ctx context.Context, e Entry) (stored Entry, err error) {
 }
 
 func (s *store) Unfinished(ctx context.Context) ([]Entry, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+columns+` FROM requests WHERE state = 'pending' OR pay_state = 'paying' ORDER BY created_at`))
+	st, err := s.prepared(ctx, `SELECT `+columns+` FROM requests WHERE state = 'pending' OR pay_state = 'paying' ORDER BY created_at`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: listing unfinished requests: %w", err)
+	}
+	rows, err := st.QueryContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: listing unfinished requests: %w", err)
 	}
@@ -256,5 +304,11 @@ func (s *store) Close() error {
 	if s.closeWrites != nil {
 		s.closeWrites()
 	}
+	s.mu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.stmts = nil
+	s.mu.Unlock()
 	return s.db.Close()
 }
