@@ -745,3 +745,15 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecode is the CPU a decode costs the service: mostly the
+// signature check and the recovery of the payee's key.
+func BenchmarkDecode(b *testing.B) {
+	pr := encode(b, &chaincfg.RegressionNetParams, zpay32.Amount(123456), zpay32.Description("bench"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := lightning.Decode(pr, &chaincfg.RegressionNetParams); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
