@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
@@ -341,4 +342,36 @@ func TestSQLiteRefusesNewerSchema(t *testing.T) {
 		l.Close()
 		t.Fatal("opened a ledger whose schema is newer than the build")
 	}
+}
+
+// More writers at once than the store has connections, on a ledger just
+// opened: none waits forever for a connection another one holds.
+func TestManyWritersOnAFreshLedger(t *testing.T) {
+	each(t, func(t *testing.T, s store) {
+		l := s.open(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		const n = 100
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rid := id(t)
+				if _, _, err := l.Begin(ctx, ledger.Entry{ID: rid, Task: "pay"}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := l.ClaimPayment(ctx, rid, fmt.Sprintf("%064x", i)); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	})
 }

@@ -45,5 +45,9 @@ func OpenPostgres(ctx context.Context, url string) (Ledger, error) {
 	// write is a transaction of its own.
 	s := &store{db: db, d: postgresDialect}
 	s.write = s.inTx
+	if err := s.prepare(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }

@@ -59,8 +59,14 @@ func OpenSQLite(ctx context.Context, dir string) (Ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("%w (ledger %s)", err, filepath.Join(dir, SQLiteFile))
 	}
+	s := &store{db: db, d: sqliteDialect}
+	if err := s.prepare(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	g := newGroupCommit(db)
-	return &store{db: db, d: sqliteDialect, write: g.write, closeWrites: g.close}, nil
+	s.write, s.closeWrites = g.write, g.close
+	return s, nil
 }
 
 func isBusy(err error) bool {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sync"
 	"time"
 )
 
@@ -23,7 +22,6 @@ type store struct {
 	// closeWrites stops what write needs, if anything, before db closes.
 	closeWrites func()
 
-	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // by query as written, with $n placeholders
 }
 
@@ -60,29 +58,61 @@ func numbered(q string) string { return dollarParam.ReplaceAllString(q, "?$1") }
 
 const columns = `id, task, state, COALESCE(payment_hash, ''), pay_state, record_key, record_headers, result, created_at, updated_at`
 
-// prepared returns query, in the dialect's placeholders, prepared once on
-// the database (database/sql prepares it again once on each connection
-// that runs it).
-func (s *store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// The ledger's statements, with $n placeholders; each is prepared once when
+// the ledger opens.
+const (
+	qBegin = `INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, created_at, updated_at)
+		VALUES ($1, $2, 'pending', $3, '', $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING`
+	qGet    = `SELECT ` + columns + ` FROM requests WHERE id = $1`
+	qHolder = `SELECT ` + columns + ` FROM requests WHERE payment_hash = $1 AND pay_state IN ('paying', 'paid')`
+	qClaim  = `INSERT INTO requests (id, task, state, payment_hash, pay_state, created_at, updated_at)
+		VALUES ($1, 'pay', 'pending', $2, 'paying', $3, $3)
+		ON CONFLICT (id) DO UPDATE SET payment_hash = $2, pay_state = 'paying', updated_at = $3`
+	qEndPayment = `UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'paying'`
+	qFinish     = `INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, result, created_at, updated_at)
+		VALUES ($1, $2, 'final', $3, '', $4, $5, $6, $7, $7)
+		ON CONFLICT (id) DO UPDATE SET state = 'final', result = $6, updated_at = $7,
+			payment_hash = COALESCE(requests.payment_hash, $3)
+		WHERE requests.state <> 'final'`
+	qUnfinished = `SELECT ` + columns + ` FROM requests WHERE state = 'pending' OR pay_state = 'paying' ORDER BY created_at`
+)
+
+var statements = []string{qBegin, qGet, qHolder, qClaim, qEndPayment, qFinish, qUnfinished}
+
+// prepare prepares every statement; the store's methods then only look
+// them up, so no statement is prepared while a transaction holds a
+// connection (with every connection held that would wait forever).
+func (s *store) prepare(ctx context.Context) error {
+	s.stmts = make(map[string]*sql.Stmt, len(statements))
+	for _, q := range statements {
+		st, err := s.db.PrepareContext(ctx, s.d.rebind(q))
+		if err != nil {
+			s.closeStatements()
+			return fmt.Errorf("ledger: preparing %q: %w", q, err)
+		}
+		s.stmts[q] = st
+	}
+	return nil
+}
+
+func (s *store) closeStatements() {
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.stmts = nil
+}
+
+// prepared returns the statement prepared for query.
+func (s *store) prepared(query string) (*sql.Stmt, error) {
 	if st := s.stmts[query]; st != nil {
 		return st, nil
 	}
-	st, err := s.db.PrepareContext(ctx, s.d.rebind(query))
-	if err != nil {
-		return nil, err
-	}
-	if s.stmts == nil {
-		s.stmts = make(map[string]*sql.Stmt)
-	}
-	s.stmts[query] = st
-	return st, nil
+	return nil, fmt.Errorf("ledger: statement not prepared: %q", query)
 }
 
 // exec runs a prepared statement in tx.
 func (s *store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	st, err := s.prepared(ctx, query)
+	st, err := s.prepared(query)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +122,7 @@ func (s *store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 // queryRow runs a prepared query for one row in tx, or outside any
 // transaction when tx is nil.
 func (s *store) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) scanner {
-	st, err := s.prepared(ctx, query)
+	st, err := s.prepared(query)
 	if err != nil {
 		return errRow{err}
 	}
@@ -159,8 +189,7 @@ func nullString(s string) any {
 func (s *store) Begin(ctx context.Context, e Entry) (stored Entry, created bool, err error) {
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t := now()
-		res, err := s.exec(ctx, tx, `INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, created_at, updated_at)
-			VALUES ($1, $2, 'pending', $3, '', $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING`,
+		res, err := s.exec(ctx, tx, qBegin,
 			e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), t)
 		if err != nil {
 			return err
@@ -188,7 +217,7 @@ func (s *store) Get(ctx context.Context, id string) (Entry, error) {
 }
 
 func (s *store) get(ctx context.Context, tx *sql.Tx, id string) (Entry, error) {
-	return scanEntry(s.queryRow(ctx, tx, `SELECT `+columns+` FROM requests WHERE id = $1`, id))
+	return scanEntry(s.queryRow(ctx, tx, qGet, id))
 }
 
 func (s *store) Holder(ctx context.Context, hash string) (Entry, error) {
@@ -200,7 +229,7 @@ func (s *store) Holder(ctx context.Context, hash string) (Entry, error) {
 }
 
 func (s *store) holder(ctx context.Context, tx *sql.Tx, hash string) (Entry, error) {
-	return scanEntry(s.queryRow(ctx, tx, `SELECT `+columns+` FROM requests WHERE payment_hash = $1 AND pay_state IN ('paying', 'paid')`, hash))
+	return scanEntry(s.queryRow(ctx, tx, qHolder, hash))
 }
 
 func (s *store) ClaimPayment(ctx context.Context, id, hash string) (Claim, error) {
@@ -231,9 +260,7 @@ func (s *store) claim(ctx context.Context, tx *sql.Tx, id, hash string) (Claim, 
 		return Claim{}, err
 	}
 	t := now()
-	if _, err := s.exec(ctx, tx, `INSERT INTO requests (id, task, state, payment_hash, pay_state, created_at, updated_at)
-		VALUES ($1, 'pay', 'pending', $2, 'paying', $3, $3)
-		ON CONFLICT (id) DO UPDATE SET payment_hash = $2, pay_state = 'paying', updated_at = $3`, id, hash, t); err != nil {
+	if _, err := s.exec(ctx, tx, qClaim, id, hash, t); err != nil {
 		return Claim{}, err
 	}
 	e, err := s.get(ctx, tx, id)
@@ -246,7 +273,7 @@ func (s *store) EndPayment(ctx context.Context, id string, paid bool) error {
 		state = Paid
 	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'paying'`, string(state), now(), id)
+		_, err := s.exec(ctx, tx, qEndPayment, string(state), now(), id)
 		return err
 	})
 	if err != nil {
@@ -261,11 +288,7 @@ func (s *store) Finish(ctx context.Context, e Entry) (stored Entry, err error) {
 	}
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t := now()
-		_, err := s.exec(ctx, tx, `INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, result, created_at, updated_at)
-			VALUES ($1, $2, 'final', $3, '', $4, $5, $6, $7, $7)
-			ON CONFLICT (id) DO UPDATE SET state = 'final', result = $6, updated_at = $7,
-				payment_hash = COALESCE(requests.payment_hash, $3)
-			WHERE requests.state <> 'final'`,
+		_, err := s.exec(ctx, tx, qFinish,
 			e.ID, e.Task, nullString(e.PaymentHash), nullable(e.Key), encodeHeaders(e.Headers), e.Result, t)
 		if err != nil {
 			return err
@@ -280,7 +303,7 @@ func (s *store) Finish(ctx context.Context, e Entry) (stored Entry, err error) {
 }
 
 func (s *store) Unfinished(ctx context.Context) ([]Entry, error) {
-	st, err := s.prepared(ctx, `SELECT `+columns+` FROM requests WHERE state = 'pending' OR pay_state = 'paying' ORDER BY created_at`)
+	st, err := s.prepared(qUnfinished)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: listing unfinished requests: %w", err)
 	}
@@ -304,11 +327,6 @@ func (s *store) Close() error {
 	if s.closeWrites != nil {
 		s.closeWrites()
 	}
-	s.mu.Lock()
-	for _, st := range s.stmts {
-		st.Close()
-	}
-	s.stmts = nil
-	s.mu.Unlock()
+	s.closeStatements()
 	return s.db.Close()
 }
