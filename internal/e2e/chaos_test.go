@@ -5,12 +5,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,12 +19,12 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for the scale-out test's schema
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/ledger"
+	"lightning-service/internal/ledger/ledgertest"
 	"lightning-service/internal/regtest"
 	"lightning-service/internal/wire"
 )
@@ -139,39 +137,16 @@ func TestE2EChaos(t *testing.T) {
 // had in hand. The same invariants hold. It needs LIGHTNING_TEST_DATABASE_URL
 // (scripts/test starts a throwaway cluster and sets it).
 func TestE2EScaleOut(t *testing.T) {
-	base := os.Getenv("LIGHTNING_TEST_DATABASE_URL")
+	base := os.Getenv(ledgertest.DatabaseURLEnv)
 	if base == "" {
 		t.Skip("LIGHTNING_TEST_DATABASE_URL is not set; scripts/test sets it")
 	}
 	runChaos(t, chaosPlan{
-		name: "scale", instances: 2, databaseURL: freshSchema(t, base),
+		name: "scale", instances: 2, databaseURL: ledgertest.FreshSchema(t, base),
 		pays: 60, creates: 40, decodes: 30, bad: 6, copies: 20,
 		span:   30 * time.Second,
 		events: []chaosEvent{{12 * time.Second, "kill-for-good"}},
 	})
-}
-
-// freshSchema creates a schema of the test's own and returns base with it
-// as the search path.
-func freshSchema(t *testing.T, base string) string {
-	t.Helper()
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	schema := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("LIGHTNING_TEST_DATABASE_URL: %v", err)
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func runChaos(t *testing.T, plan chaosPlan) {

@@ -8,21 +8,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"reflect"
 	"sync"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
-
 	"lightning-service/internal/ledger"
+	"lightning-service/internal/ledger/ledgertest"
 )
-
-// TestDatabaseURLEnv names the PostgreSQL database the suite also runs on;
-// scripts/test starts a throwaway one and sets it.
-const TestDatabaseURLEnv = "LIGHTNING_TEST_DATABASE_URL"
 
 // store is one implementation under test; open opens another handle on
 // the same database, as a second instance would.
@@ -44,8 +38,8 @@ func stores(t *testing.T) []store {
 		t.Cleanup(func() { l.Close() })
 		return l
 	}}}
-	if base := os.Getenv(TestDatabaseURLEnv); base != "" {
-		u := freshSchema(t, base)
+	if base := os.Getenv(ledgertest.DatabaseURLEnv); base != "" {
+		u := ledgertest.FreshSchema(t, base)
 		out = append(out, store{name: "postgres", open: func(t *testing.T) ledger.Ledger {
 			l, err := ledger.OpenPostgres(context.Background(), u)
 			if err != nil {
@@ -56,32 +50,6 @@ func stores(t *testing.T) []store {
 		}})
 	}
 	return out
-}
-
-// freshSchema creates a schema of its own for a test and returns base with
-// that schema as its search path; the schema is dropped after the test.
-func freshSchema(t *testing.T, base string) string {
-	t.Helper()
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema := "t_" + randomHex(t, 8)
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("%s: %v", TestDatabaseURLEnv, err)
-	}
-	t.Cleanup(func() {
-		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-		db.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func each(t *testing.T, f func(t *testing.T, s store)) {

@@ -23,6 +23,7 @@ import (
 
 	"lightning-service/internal/core"
 	"lightning-service/internal/ledger"
+	"lightning-service/internal/ledger/ledgertest"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
 	"lightning-service/internal/service"
@@ -68,7 +69,7 @@ func newHarness(t *testing.T, now time.Time) *harness {
 	for _, k := range v.PreviousKeys {
 		keys.Previous = append(keys.Previous, []byte(k))
 	}
-	lg := openLedger(t)
+	lg := ledgertest.OpenSQLite(t)
 	svc := &service.Service{
 		Keys:        keys,
 		Ledger:      lg,
@@ -91,17 +92,6 @@ func newHarness(t *testing.T, now time.Time) *harness {
 		}
 	})
 	return &harness{v: v, svc: svc, w: svc.NewWorker(), state: state, node: node, ledger: lg, logs: logs, now: now}
-}
-
-// openLedger opens a ledger of the test's own, on SQLite.
-func openLedger(t *testing.T) ledger.Ledger {
-	t.Helper()
-	lg, err := ledger.OpenSQLite(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close() })
-	return lg
 }
 
 // record is an input record carrying value, with a key and headers that a

@@ -14,6 +14,7 @@ import (
 
 	"lightning-service/internal/core"
 	"lightning-service/internal/ledger"
+	"lightning-service/internal/ledger/ledgertest"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
 	"lightning-service/internal/task"
@@ -24,7 +25,7 @@ var testFeeLimit = task.FeeLimit{FloorSat: 10, PPM: 5000}
 
 // newPayer returns a Payer with a ledger of its own: a fresh service.
 func newPayer(t *testing.T, node lightning.Node, now time.Time) *task.Payer {
-	return newPayerWith(t, node, now, openLedger(t))
+	return newPayerWith(t, node, now, ledgertest.OpenSQLite(t))
 }
 
 // newPayerWith returns a Payer on lg: a restarted service, or another
@@ -156,7 +157,7 @@ func TestPayExpiredInvoice(t *testing.T) {
 			if tc.earlier != nil {
 				state.AddPayment(*tc.earlier)
 			}
-			lg := openLedger(t)
+			lg := ledgertest.OpenSQLite(t)
 			switch tc.holder {
 			case "this":
 				claim(t, lg, req.ID(), hash)
@@ -223,17 +224,6 @@ func claim(t *testing.T, lg ledger.Ledger, id string, hash lightning.Hash) {
 	if err != nil || !c.Mine(id) {
 		t.Fatalf("claim = %+v, %v", c, err)
 	}
-}
-
-// openLedger opens a ledger of the test's own, on SQLite.
-func openLedger(t *testing.T) ledger.Ledger {
-	t.Helper()
-	lg, err := ledger.OpenSQLite(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lg.Close() })
-	return lg
 }
 
 func TestPaySuccessMessage(t *testing.T) {
@@ -354,7 +344,7 @@ func TestPayRedeliveredGetsSameSuccess(t *testing.T) {
 	}
 	fake := &lightningtest.Fake{Node: state}
 	req := payRequest("r", t0, pr)
-	lg := openLedger(t)
+	lg := ledgertest.OpenSQLite(t)
 	p := newPayerWith(t, fake, t0, lg)
 
 	first := p.Pay(context.Background(), req)
@@ -661,7 +651,7 @@ func TestPayWaitsForAnotherInstance(t *testing.T) {
 			}
 			calls := make(chan lightningtest.Call, 64)
 			fake := &lightningtest.Fake{Node: state, Notify: calls}
-			lg := openLedger(t)
+			lg := ledgertest.OpenSQLite(t)
 			one, two := newPayerWith(t, fake, t0, lg), newPayerWith(t, fake, t0, lg)
 
 			first, second := make(chan task.Outcome), make(chan task.Outcome)
@@ -710,7 +700,7 @@ func TestPayFailedPaymentRetriedByNewRequest(t *testing.T) {
 		return succeeded(hash, p.CreatedAt)
 	}}
 	fake := &lightningtest.Fake{Node: state}
-	lg := openLedger(t)
+	lg := ledgertest.OpenSQLite(t)
 	p := newPayerWith(t, fake, t0, lg)
 	first, second := payRequest("first", t0, pr), payRequest("second", t0.Add(time.Minute), pr)
 
@@ -736,7 +726,7 @@ func TestPayFailedPaymentRetriedByNewRequest(t *testing.T) {
 func TestPayResumedClaimNeverSentPays(t *testing.T) {
 	pr, hash := payInvoice(t)
 	fake := &lightningtest.Fake{Node: &lightningtest.Stateful{}}
-	lg := openLedger(t)
+	lg := ledgertest.OpenSQLite(t)
 	req := payRequest("r", t0, pr)
 	claim(t, lg, req.ID(), hash)
 	wantSuccess(t, newPayerWith(t, fake, t0, lg).Pay(context.Background(), req))
@@ -755,7 +745,7 @@ func TestPayNodeUnavailableReleasesTheInvoice(t *testing.T) {
 	fake := &lightningtest.Fake{SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
 		return lightning.Payment{}, lightning.ErrUnavailable
 	}}
-	lg := openLedger(t)
+	lg := ledgertest.OpenSQLite(t)
 	wantFailure(t, newPayerWith(t, fake, t0, lg).Pay(context.Background(), payRequest("r", t0, pr)), core.CodeNodeUnavailable)
 	if _, err := lg.Holder(context.Background(), hash.String()); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("invoice still held after node_unavailable: %v", err)
