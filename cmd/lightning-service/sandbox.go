@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,22 +56,18 @@ func sandbox(ctx context.Context, args []string) error {
 	}()
 
 	alice := network.Alice
-	macaroon, err := alice.BakeMacaroon(ctx, filepath.Join(network.Dir, "lightning-service.macaroon"), regtest.ServiceRPCs...)
+	env, err := alice.ServiceSettings(ctx, filepath.Join(network.Dir, "lightning-service.macaroon"))
 	if err != nil {
 		return err
 	}
 	key := "sandbox-" + randomHex(8)
-	env := map[string]string{
+	maps.Copy(env, map[string]string{
 		"LIGHTNING_EMBEDDED_KAFKA_ADDR": *kafkaAddr,
 		"LIGHTNING_HMAC_KEY":            key,
 		"LIGHTNING_PREIMAGE_SECRET":     randomHex(32),
-		"LIGHTNING_LND_ADDRESS":         alice.RPCAddr,
-		"LIGHTNING_LND_TLS_CERT":        alice.TLSCertPath,
-		"LIGHTNING_LND_MACAROON":        macaroon,
-		"LIGHTNING_NETWORK":             "regtest",
 		"LIGHTNING_HTTP_ADDR":           *httpAddr,
 		"LIGHTNING_DATA_DIR":            filepath.Join(network.Dir, "ledger"),
-	}
+	})
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -171,23 +172,20 @@ func setUp(ctx context.Context, opts Options, step func(string, ...any)) (*env, 
 	}
 
 	alice := e.network.Alice
-	mac, err := alice.BakeMacaroon(ctx, filepath.Join(e.network.Dir, "service.macaroon"), regtest.ServiceRPCs...)
+	vars, err := alice.ServiceSettings(ctx, filepath.Join(e.network.Dir, "service.macaroon"))
 	if err != nil {
 		return e, err
 	}
-	vars := map[string]string{
+	mac := vars["LIGHTNING_LND_MACAROON"]
+	maps.Copy(vars, map[string]string{
 		"LIGHTNING_KAFKA_BROKERS":   e.broker.Addr(),
 		"LIGHTNING_HMAC_KEY":        key,
 		"LIGHTNING_PREIMAGE_SECRET": "bench-preimage-secret-known-only-to-the-service",
-		"LIGHTNING_LND_ADDRESS":     alice.RPCAddr,
-		"LIGHTNING_LND_TLS_CERT":    alice.TLSCertPath,
-		"LIGHTNING_LND_MACAROON":    mac,
-		"LIGHTNING_NETWORK":         "regtest",
 		"LIGHTNING_HTTP_ADDR":       "",
 		"LIGHTNING_CONCURRENCY":     strconv.Itoa(opts.Concurrency),
 		"LIGHTNING_SHUTDOWN_GRACE":  "5s",
 		"LIGHTNING_DATA_DIR":        filepath.Join(e.network.Dir, "ledger"),
-	}
+	})
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	if err != nil {
 		return e, err

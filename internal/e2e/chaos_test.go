@@ -173,7 +173,7 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the service: %v\n%s", err, out)
 	}
-	mac, err := n.Alice.BakeMacaroon(ctx, filepath.Join(dir, "service.macaroon"), regtest.ServiceRPCs...)
+	aliceVars, err := n.Alice.ServiceSettings(ctx, filepath.Join(dir, "service.macaroon"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,10 +188,6 @@ func runChaos(t *testing.T, plan chaosPlan) {
 			"LIGHTNING_KAFKA_SESSION_TIMEOUT=6s",
 			"LIGHTNING_HMAC_KEY="+hmacKey,
 			"LIGHTNING_PREIMAGE_SECRET=chaos-preimage-secret-known-only-to-the-service",
-			"LIGHTNING_LND_ADDRESS="+n.Alice.RPCAddr,
-			"LIGHTNING_LND_TLS_CERT="+n.Alice.TLSCertPath,
-			"LIGHTNING_LND_MACAROON="+mac,
-			"LIGHTNING_NETWORK=regtest",
 			"LIGHTNING_HTTP_ADDR=",
 			"LIGHTNING_DATA_DIR="+filepath.Join(dir, fmt.Sprintf("ledger-%d", i)),
 			"LIGHTNING_DATABASE_URL="+plan.databaseURL,
@@ -201,6 +197,9 @@ func runChaos(t *testing.T, plan chaosPlan) {
 			"LIGHTNING_PAY_TIMEOUT=30s",
 			"LIGHTNING_SHUTDOWN_GRACE=5s",
 		)
+		for k, v := range aliceVars {
+			vars = append(vars, k+"="+v)
+		}
 		p := &serviceProcess{bin: bin, logPath: filepath.Join(n.Dir, fmt.Sprintf("%s-service-%d.log", plan.name, i)), env: vars}
 		defer p.kill()
 		t.Logf("service %d log: %s", i, p.logPath)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,25 +108,21 @@ func run(m *testing.M) int {
 // macaroon allowing only the RPCs the service calls.
 func startService(ctx context.Context) (stop func(), err error) {
 	alice := env.network.Alice
-	mac, err := alice.BakeMacaroon(ctx, filepath.Join(env.network.Dir, "service.macaroon"), regtest.ServiceRPCs...)
+	vars, err := alice.ServiceSettings(ctx, filepath.Join(env.network.Dir, "service.macaroon"))
 	if err != nil {
 		return nil, err
 	}
-	vars := map[string]string{
+	maps.Copy(vars, map[string]string{
 		"LIGHTNING_KAFKA_BROKERS":      env.broker.Addr(),
 		"LIGHTNING_HMAC_KEY":           hmacKey,
 		"LIGHTNING_HMAC_PREVIOUS_KEYS": previousKey,
 		"LIGHTNING_PREIMAGE_SECRET":    "e2e-preimage-secret-known-only-to-the-service",
-		"LIGHTNING_LND_ADDRESS":        alice.RPCAddr,
-		"LIGHTNING_LND_TLS_CERT":       alice.TLSCertPath,
-		"LIGHTNING_LND_MACAROON":       mac,
-		"LIGHTNING_NETWORK":            "regtest",
 		"LIGHTNING_HTTP_ADDR":          "",
 		"LIGHTNING_NODE_RETRY_BUDGET":  retryBudget.String(),
 		"LIGHTNING_PAY_TIMEOUT":        "30s",
 		"LIGHTNING_SHUTDOWN_GRACE":     "5s",
 		"LIGHTNING_DATA_DIR":           filepath.Join(env.network.Dir, "ledger"),
-	}
+	})
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	if err != nil {
 		return nil, err

@@ -20,6 +20,22 @@ var ServiceRPCs = []string{
 	"/routerrpc.Router/TrackPaymentV2",
 }
 
+// ServiceSettings bakes a macaroon allowing exactly ServiceRPCs, writes it
+// to macaroonPath, and returns the settings (environment variables) that
+// point lightning-service at nd with it.
+func (nd *Node) ServiceSettings(ctx context.Context, macaroonPath string) (map[string]string, error) {
+	mac, err := nd.BakeMacaroon(ctx, macaroonPath, ServiceRPCs...)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{
+		"LIGHTNING_LND_ADDRESS":  nd.RPCAddr,
+		"LIGHTNING_LND_TLS_CERT": nd.TLSCertPath,
+		"LIGHTNING_LND_MACAROON": mac,
+		"LIGHTNING_NETWORK":      "regtest",
+	}, nil
+}
+
 // BakeMacaroon bakes a macaroon allowing exactly the given RPC URIs, writes
 // it to path and returns the path.
 func (nd *Node) BakeMacaroon(ctx context.Context, path string, uris ...string) (string, error) {
