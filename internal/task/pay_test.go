@@ -430,15 +430,7 @@ func TestPayAfterEarlierPaymentInFlightFails(t *testing.T) {
 // in flight when the second asks, and then fails; the second pays.
 func TestPayConcurrentRequestAfterInFlightFails(t *testing.T) {
 	pr, hash := payInvoice(t)
-	settling := make(chan chan lightning.Payment)
-	state := &lightningtest.Stateful{
-		Now: func() time.Time { return t0.Add(time.Second) },
-		Settle: func(ctx context.Context, p lightning.Payment) lightning.Payment {
-			outcome := make(chan lightning.Payment)
-			settling <- outcome
-			return <-outcome
-		},
-	}
+	state, settling := settledByHand()
 	calls := make(chan lightningtest.Call, 16)
 	fake := &lightningtest.Fake{Node: state, Notify: calls}
 	p := newPayer(t, fake, t0.Add(time.Minute))
@@ -473,15 +465,7 @@ func TestPayConcurrentRequestAfterInFlightFails(t *testing.T) {
 // waits for that payment and answers already_paid; it never pays again.
 func TestPayConcurrentRequestAfterInFlightSucceeds(t *testing.T) {
 	pr, hash := payInvoice(t)
-	settling := make(chan chan lightning.Payment)
-	state := &lightningtest.Stateful{
-		Now: func() time.Time { return t0.Add(time.Second) },
-		Settle: func(ctx context.Context, p lightning.Payment) lightning.Payment {
-			outcome := make(chan lightning.Payment)
-			settling <- outcome
-			return <-outcome
-		},
-	}
+	state, settling := settledByHand()
 	fake := &lightningtest.Fake{Node: state}
 	p := newPayer(t, fake, t0.Add(time.Minute))
 
@@ -640,15 +624,7 @@ func TestPayWaitsForAnotherInstance(t *testing.T) {
 	}{{"first succeeds", false}, {"first fails", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			pr, hash := payInvoice(t)
-			settling := make(chan chan lightning.Payment)
-			state := &lightningtest.Stateful{
-				Now: func() time.Time { return t0.Add(time.Second) },
-				Settle: func(ctx context.Context, p lightning.Payment) lightning.Payment {
-					outcome := make(chan lightning.Payment)
-					settling <- outcome
-					return <-outcome
-				},
-			}
+			state, settling := settledByHand()
 			calls := make(chan lightningtest.Call, 64)
 			fake := &lightningtest.Fake{Node: state, Notify: calls}
 			lg := ledgertest.OpenSQLite(t)
@@ -750,4 +726,18 @@ func TestPayNodeUnavailableReleasesTheInvoice(t *testing.T) {
 	if _, err := lg.Holder(context.Background(), hash.String()); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("invoice still held after node_unavailable: %v", err)
 	}
+}
+
+// settledByHand is a node whose payments stay in flight until the test
+// sends each one's outcome on the channel settling hands it.
+func settledByHand() (*lightningtest.Stateful, chan chan lightning.Payment) {
+	settling := make(chan chan lightning.Payment)
+	return &lightningtest.Stateful{
+		Now: func() time.Time { return t0.Add(time.Second) },
+		Settle: func(ctx context.Context, p lightning.Payment) lightning.Payment {
+			outcome := make(chan lightning.Payment)
+			settling <- outcome
+			return <-outcome
+		},
+	}, settling
 }
