@@ -34,6 +34,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 import lightning_client as lc
 
 
+def where(msg):
+    """A record's topic, partition, offset and key, as the commands print them."""
+    key = msg.key()
+    return {
+        "topic": msg.topic(),
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "key": key.decode("utf-8", "replace") if key is not None else None,
+    }
+
+
 def usage(msg):
     print(f"lightning_caller.py: error: {msg}", file=sys.stderr)
     raise SystemExit(2)
@@ -116,12 +127,8 @@ def cmd_send(args):
             failures += 1
             print(json.dumps({"error": str(err), "request_id": rid}), file=sys.stderr, flush=True)
             return
-        key = msg.key()
         print(json.dumps({
-            "topic": msg.topic(),
-            "partition": msg.partition(),
-            "offset": msg.offset(),
-            "key": key.decode("utf-8", "replace") if key is not None else None,
+            **where(msg),
             "request_id": rid,
             "value": value,
         }, ensure_ascii=False), flush=True)
@@ -184,12 +191,8 @@ def cmd_results(args):
                 continue
             if args.request_id and result.get("data", {}).get("request_id") not in args.request_id:
                 continue
-            key = msg.key()
             print(json.dumps({
-                "topic": msg.topic(),
-                "partition": msg.partition(),
-                "offset": msg.offset(),
-                "key": key.decode("utf-8", "replace") if key is not None else None,
+                **where(msg),
                 "headers": {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])},
                 "timestamp_ms": lc.split_result(value)[0],
                 "result": result,
