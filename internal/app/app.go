@@ -77,6 +77,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(b
 		Brokers:        brokers,
 		Group:          cfg.ConsumerGroup,
 		Topic:          cfg.InputTopic,
+		OutputTopic:    cfg.OutputTopic,
+		DLQTopic:       cfg.DLQTopic,
 		Concurrency:    cfg.Concurrency,
 		RevokeGrace:    5 * time.Second,
 		DrainGrace:     cfg.ShutdownGrace,
@@ -112,7 +114,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(b
 	}
 
 	// Recovery runs beside the consumer and stops with it.
-	recovery := &service.Recovery{Service: svc, Publish: consumer.Publish, Interval: cfg.RecoveryInterval, Alert: cfg.PendingAlert}
+	recovery := &service.Recovery{Service: svc, Publisher: consumer, Interval: cfg.RecoveryInterval, Alert: cfg.PendingAlert}
 	recoveryCtx, stopRecovery := context.WithCancel(ctx)
 	recovered := make(chan struct{})
 	go func() { defer close(recovered); recovery.Run(recoveryCtx) }()
@@ -148,8 +150,6 @@ func NewService(cfg *config.Config, node lightning.Node, lg ledger.Ledger, log *
 		Keys:            keys,
 		MaxSkew:         cfg.MaxClockSkew,
 		ClockFromBroker: cfg.ClockReference == "broker",
-		OutputTopic:     cfg.OutputTopic,
-		DLQTopic:        cfg.DLQTopic,
 		Network:         network,
 		Ledger:          lg,
 		Payer: &task.Payer{

@@ -30,11 +30,11 @@ const key = "redelivery-test-key"
 // between "LND done" and "result produced".
 type crashAfterNode struct {
 	w       *service.Worker
-	answers chan<- *kgo.Record
+	answers chan<- service.Answer
 }
 
-func (c crashAfterNode) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
-	out, err := c.w.Process(ctx, rec)
+func (c crashAfterNode) Process(ctx context.Context, d service.Delivery) (service.Answer, error) {
+	out, err := c.w.Process(ctx, d)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func TestKilledBetweenNodeAndResultRedeliversTheSameAnswer(t *testing.T) {
 			dataDir := t.TempDir()
 
 			// First life: the node does the work, the consumer dies.
-			answers := make(chan *kgo.Record, 1)
+			answers := make(chan service.Answer, 1)
 			svc1 := newService(t, node, dataDir, 5*time.Minute)
 			first := run(t, brokers, func() kafka.Processor { return crashAfterNode{w: svc1.NewWorker(), answers: answers} })
 
@@ -113,9 +113,13 @@ func TestKilledBetweenNodeAndResultRedeliversTheSameAnswer(t *testing.T) {
 			if err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k1"), Value: value}).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
-			var lost *kgo.Record
+			var lost service.Result
 			select {
-			case lost = <-answers:
+			case a := <-answers:
+				var ok bool
+				if lost, ok = a.(service.Result); !ok {
+					t.Fatalf("the first life answered %#v, want a result", a)
+				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("the first life never reached the node")
 			}
@@ -167,7 +171,7 @@ func (r consumerRun) stop() {
 func run(t *testing.T, brokers []string, newWorker func() kafka.Processor) consumerRun {
 	t.Helper()
 	c, err := kafka.New(kafka.Config{
-		Brokers: brokers, Group: "lightning-service", Topic: "in", Concurrency: 4,
+		Brokers: brokers, Group: "lightning-service", Topic: "in", OutputTopic: "out", DLQTopic: "dlq", Concurrency: 4,
 		RevokeGrace: 10 * time.Millisecond, DrainGrace: 10 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, newWorker)

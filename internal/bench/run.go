@@ -25,6 +25,7 @@ import (
 
 	"lightning-service/internal/app"
 	"lightning-service/internal/config"
+	"lightning-service/internal/kafka"
 	"lightning-service/internal/kafkatest"
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning/lnd"
@@ -223,7 +224,8 @@ func setUp(ctx context.Context, opts Options, step func(string, ...any)) (*env, 
 	if err != nil {
 		return e, err
 	}
-	if e.serial, err = newSerialConsumer(e.svc.Brokers, "bench-one-at-a-time", serialTopic, serialSvc.NewWorker()); err != nil {
+	if e.serial, err = newSerialConsumer(e.svc.Brokers, "bench-one-at-a-time", serialTopic,
+		kafka.Topics{Output: cfg.OutputTopic, DLQ: cfg.DLQTopic}, serialSvc.NewWorker()); err != nil {
 		return e, err
 	}
 	serialCtx, stop := context.WithCancel(context.WithoutCancel(ctx))

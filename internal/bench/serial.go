@@ -15,10 +15,11 @@ import (
 // the consume loop alone.
 type serialConsumer struct {
 	cl     *kgo.Client
+	topics kafka.Topics
 	worker kafka.Processor
 }
 
-func newSerialConsumer(brokers []string, group, topic string, worker kafka.Processor) (*serialConsumer, error) {
+func newSerialConsumer(brokers []string, group, topic string, topics kafka.Topics, worker kafka.Processor) (*serialConsumer, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.ConsumerGroup(group),
@@ -31,7 +32,7 @@ func newSerialConsumer(brokers []string, group, topic string, worker kafka.Proce
 	if err != nil {
 		return nil, err
 	}
-	return &serialConsumer{cl: cl, worker: worker}, nil
+	return &serialConsumer{cl: cl, topics: topics, worker: worker}, nil
 }
 
 // run consumes until ctx ends.
@@ -44,9 +45,13 @@ func (s *serialConsumer) run(ctx context.Context) error {
 		}
 		// Fetch errors are retried by the client, as in the service.
 		for _, rec := range fs.Records() {
-			out, err := s.worker.Process(ctx, rec)
+			a, err := s.worker.Process(ctx, kafka.DeliveryOf(rec))
 			if err != nil {
 				return nil // abandoned: only on shutdown
+			}
+			out := s.topics.Record(a)
+			if out == nil {
+				return fmt.Errorf("one-at-a-time consumer: no record to publish for %T", a)
 			}
 			if err := s.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
 				return fmt.Errorf("one-at-a-time consumer: publishing: %w", err)

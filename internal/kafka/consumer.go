@@ -1,11 +1,15 @@
 // Package kafka runs the service on Kafka with franz-go: poll records, process
 // them concurrently, publish each answer and wait for the broker's ack, then
 // commit offsets in order per partition, never past a record still at work.
+// It alone knows records: it hands the service each record as a
+// service.Delivery, turns the service.Answer it gets back into the record to
+// publish, and names the output and dead-letter topics.
 package kafka
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -13,20 +17,24 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"lightning-service/internal/service"
 )
 
-// Processor turns a record into the record to publish for it. An error means
-// the work was abandoned: nothing is published and the offset stays
-// uncommitted, so the record is redelivered.
+// Processor answers a record's delivery. An error means the work was
+// abandoned: nothing is published and the offset stays uncommitted, so the
+// record is redelivered.
 type Processor interface {
-	Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, error)
+	Process(ctx context.Context, d service.Delivery) (service.Answer, error)
 }
 
 // Config configures a Consumer.
 type Config struct {
 	Brokers     []string
 	Group       string
-	Topic       string
+	Topic       string        // input
+	OutputTopic string        // results
+	DLQTopic    string        // dead letters
 	Concurrency int           // records at work at once
 	RevokeGrace time.Duration // how long revoked work may finish before it is stopped
 	DrainGrace  time.Duration // how long in-flight work may finish at shutdown
@@ -50,6 +58,7 @@ const DefaultCommitInterval = 100 * time.Millisecond
 // Consumer consumes the input topic of one consumer group.
 type Consumer struct {
 	cfg     Config
+	topics  Topics
 	cl      *kgo.Client
 	workers []Processor
 
@@ -94,6 +103,9 @@ type entry struct {
 // all in-sync replicas, idempotent, no linger. newWorker is called once per
 // concurrent slot, so each worker may keep state of its own.
 func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
+	if cfg.OutputTopic == "" || cfg.DLQTopic == "" {
+		return nil, errors.New("kafka: the output and dead-letter topics must be named")
+	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 64
 	}
@@ -108,6 +120,7 @@ func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
 	}
 	c := &Consumer{
 		cfg:       cfg,
+		topics:    Topics{Output: cfg.OutputTopic, DLQ: cfg.DLQTopic},
 		jobs:      make(chan job, cfg.Concurrency),
 		slots:     make(chan struct{}, cfg.Concurrency),
 		commitNow: make(chan struct{}, 1),
@@ -146,11 +159,14 @@ func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
 // Client is the underlying franz-go client (readiness checks use it).
 func (c *Consumer) Client() *kgo.Client { return c.cl }
 
-// Publish produces rec and waits for the broker's acknowledgement: for
-// answers given outside the consume loop (recovery), which commit nothing.
-func (c *Consumer) Publish(ctx context.Context, rec *kgo.Record) error {
-	return c.cl.ProduceSync(ctx, rec).FirstErr()
+// Publish produces r on the output topic and waits for the broker's
+// acknowledgement: for answers given outside the consume loop (recovery),
+// which commit nothing.
+func (c *Consumer) Publish(ctx context.Context, r service.Result) error {
+	return c.cl.ProduceSync(ctx, c.topics.Record(r)).FirstErr()
 }
+
+var _ service.Publisher = (*Consumer)(nil)
 
 // Run consumes until ctx is canceled, then drains: work still running after
 // DrainGrace is stopped and left uncommitted for redelivery; everything
@@ -255,9 +271,15 @@ func (c *Consumer) handle(w Processor, j job) {
 	if ctx.Err() != nil {
 		return // revoked before it started
 	}
-	out, err := w.Process(ctx, j.rec)
+	a, err := w.Process(ctx, DeliveryOf(j.rec))
 	if err != nil {
 		c.cfg.Log.Info("record abandoned; it will be redelivered", "topic", j.rec.Topic, "partition", j.rec.Partition, "offset", j.rec.Offset, "reason", err)
+		return
+	}
+	out := c.topics.Record(a)
+	if out == nil {
+		c.cfg.Log.Error("no record to publish for an answer; the record stays uncommitted", "answer", fmt.Sprintf("%T", a),
+			"topic", j.rec.Topic, "partition", j.rec.Partition, "offset", j.rec.Offset)
 		return
 	}
 	backoff := 100 * time.Millisecond

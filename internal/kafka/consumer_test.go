@@ -15,11 +15,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"lightning-service/internal/kafka"
+	"lightning-service/internal/service"
 )
 
 const (
 	inTopic  = "in"
 	outTopic = "out"
+	dlqTopic = "dlq"
 	group    = "workers"
 
 	// patience bounds every wait for something that must happen.
@@ -64,7 +66,7 @@ func TestCommitWaitsForAnswerAck(t *testing.T) {
 	}
 
 	out := h.readOut(1)
-	want := answer(in[0])
+	want := answer(kafka.DeliveryOf(in[0]))
 	if got := out[0]; !bytes.Equal(got.Key, want.Key) || !bytes.Equal(got.Value, want.Value) || !slices.EqualFunc(got.Headers, want.Headers, headerEqual) {
 		t.Fatalf("answer on %s = key %q value %q headers %v, want key %q value %q headers %v",
 			outTopic, got.Key, got.Value, got.Headers, want.Key, want.Value, want.Headers)
@@ -366,7 +368,7 @@ func TestDrainCommitsWorkFinishedWithinGrace(t *testing.T) {
 // slowProcessor answers every record after a fixed delay.
 type slowProcessor struct{ delay time.Duration }
 
-func (p slowProcessor) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
+func (p slowProcessor) Process(ctx context.Context, rec service.Delivery) (service.Answer, error) {
 	select {
 	case <-time.After(p.delay):
 		return answer(rec), nil

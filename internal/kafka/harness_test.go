@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"lightning-service/internal/kafka"
+	"lightning-service/internal/service"
 )
 
 // fakeProcessor answers each record on the out topic with its key and
@@ -30,9 +31,9 @@ type fakeProcessor struct {
 	gates map[string]chan struct{}
 	all   chan struct{} // gate for keys without their own, if not nil
 
-	started  chan *kgo.Record
-	finished chan *kgo.Record // answered
-	canceled chan *kgo.Record // abandoned because ctx was canceled
+	started  chan service.Delivery
+	finished chan service.Delivery // answered
+	canceled chan service.Delivery // abandoned because ctx was canceled
 
 	active, maxActive atomic.Int32
 }
@@ -40,15 +41,15 @@ type fakeProcessor struct {
 func newFakeProcessor() *fakeProcessor {
 	return &fakeProcessor{
 		gates:    make(map[string]chan struct{}),
-		started:  make(chan *kgo.Record, 256),
-		finished: make(chan *kgo.Record, 256),
-		canceled: make(chan *kgo.Record, 256),
+		started:  make(chan service.Delivery, 256),
+		finished: make(chan service.Delivery, 256),
+		canceled: make(chan service.Delivery, 256),
 	}
 }
 
 var _ kafka.Processor = (*fakeProcessor)(nil)
 
-func (p *fakeProcessor) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
+func (p *fakeProcessor) Process(ctx context.Context, rec service.Delivery) (service.Answer, error) {
 	raiseMax(&p.maxActive, p.active.Add(1))
 	defer p.active.Add(-1)
 	p.started <- rec
@@ -99,12 +100,11 @@ func (p *fakeProcessor) gate(key string) chan struct{} {
 	return p.all
 }
 
-func answer(rec *kgo.Record) *kgo.Record {
-	return &kgo.Record{
-		Topic:   outTopic,
-		Key:     rec.Key,
-		Headers: rec.Headers,
-		Value:   append([]byte("answer to "), rec.Value...),
+func answer(d service.Delivery) service.Result {
+	return service.Result{
+		Key:     d.Key,
+		Headers: d.Headers,
+		Value:   append([]byte("answer to "), d.Value...),
 	}
 }
 
@@ -140,6 +140,7 @@ func newHarness(t *testing.T, partitions int32) *harness {
 		kfake.NumBrokers(1),
 		kfake.SeedTopics(partitions, inTopic),
 		kfake.SeedTopics(1, outTopic),
+		kfake.SeedTopics(1, dlqTopic),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +184,8 @@ func (h *harness) run(cfg kafka.Config, p kafka.Processor) *running {
 	cfg.Brokers = h.cluster.ListenAddrs()
 	cfg.Group = group
 	cfg.Topic = inTopic
+	cfg.OutputTopic = outTopic
+	cfg.DLQTopic = dlqTopic
 	cfg.Log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.ClientOpts = append(cfg.ClientOpts,
 		kgo.FetchMaxWait(50*time.Millisecond),
@@ -410,7 +413,7 @@ type recordID struct {
 	offset    int64
 }
 
-func idOf(rec *kgo.Record) recordID { return recordID{rec.Partition, rec.Offset} }
+func idOf(d service.Delivery) recordID { return recordID{d.Partition, d.Offset} }
 
 func containsAll(have, want map[recordID]bool) bool {
 	for id := range want {
@@ -421,7 +424,7 @@ func containsAll(have, want map[recordID]bool) bool {
 	return true
 }
 
-func headerEqual(a, b kgo.RecordHeader) bool {
+func headerEqual(a kgo.RecordHeader, b service.Header) bool {
 	return a.Key == b.Key && bytes.Equal(a.Value, b.Value)
 }
 

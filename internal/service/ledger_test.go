@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"lightning-service/internal/core"
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
+	"lightning-service/internal/service"
 	"lightning-service/internal/wire"
 )
 
@@ -57,8 +56,8 @@ func TestAnsweredRequestGetsItsStoredResult(t *testing.T) {
 				if !bytes.Equal(again.Value, first.Value) {
 					t.Errorf("%s: answer\n%s\nwant the first\n%s", who, again.Value, first.Value)
 				}
-				if again.Topic != outputTopic || !bytes.Equal(again.Key, in.Key) {
-					t.Errorf("%s: published on %s with key %q, want %s and the record's key", who, again.Topic, again.Key, outputTopic)
+				if !bytes.Equal(again.Key, in.Key) {
+					t.Errorf("%s: published with key %q, want the record's key", who, again.Key)
 				}
 			}
 			if n := sideEffects(h); n != effects {
@@ -74,7 +73,7 @@ func TestConcurrentCopiesRunOnce(t *testing.T) {
 	now := vectorsNow(t)
 	h := newHarness(t, now)
 	value := eachTask(t, h, now)["pay"]
-	outs := make([]*kgo.Record, 4)
+	outs := make([]service.Answer, 4)
 	var wg sync.WaitGroup
 	for i := range outs {
 		wg.Add(1)
@@ -89,8 +88,9 @@ func TestConcurrentCopiesRunOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	first, ok := outs[0].(service.Result)
 	for _, out := range outs[1:] {
-		if out == nil || outs[0] == nil || !bytes.Equal(out.Value, outs[0].Value) {
+		if r, isResult := out.(service.Result); !ok || !isResult || !bytes.Equal(r.Value, first.Value) {
 			t.Fatalf("copies answered differently: %v", outs)
 		}
 	}
@@ -111,9 +111,9 @@ func TestStaleRequestKnownToTheLedger(t *testing.T) {
 		for name, value := range eachTask(t, h, now) {
 			_, first := h.process(t, name, value)
 			h.svc.Now = func() time.Time { return later }
-			_, again := h.process(t, name, value)
-			if again.Topic != outputTopic || !bytes.Equal(again.Value, first.Value) {
-				t.Errorf("%s after the window: %s on %s, want the first answer", name, again.Value, again.Topic)
+			_, again := h.answer(t, name, value)
+			if r, ok := again.(service.Result); !ok || !bytes.Equal(r.Value, first.Value) {
+				t.Errorf("%s after the window: %#v, want the first answer", name, again)
 			}
 			h.svc.Now = func() time.Time { return now }
 		}
@@ -151,9 +151,9 @@ func TestStaleRequestKnownToTheLedger(t *testing.T) {
 
 	t.Run("unknown", func(t *testing.T) {
 		h := newHarness(t, later)
-		_, out := h.process(t, "pay", eachTask(t, h, now)["pay"])
-		if out.Topic != dlqTopic || header(out, "error") != string(wire.StaleTimestamp) {
-			t.Errorf("unknown stale request went to %s (%s)", out.Topic, header(out, "error"))
+		_, out := h.answer(t, "pay", eachTask(t, h, now)["pay"])
+		if dl, ok := out.(service.DeadLetter); !ok || dl.Reason != string(wire.StaleTimestamp) {
+			t.Errorf("unknown stale request answered %#v, want a %s dead letter", out, wire.StaleTimestamp)
 		}
 		if calls := h.node.Calls(); len(calls) != 0 {
 			t.Errorf("a stale request reached the node: %v", calls)
@@ -187,25 +187,16 @@ func TestClockFromBroker(t *testing.T) {
 	tasks := eachTask(t, h, now)
 
 	rec := h.record("waited", tasks["decode"])
-	rec.Timestamp = now.Add(2 * time.Second) // appended two seconds after signing
+	rec.AppendTime = now.Add(2 * time.Second) // appended two seconds after signing
 	out, err := h.w.Process(context.Background(), rec)
-	if err != nil || out.Topic != outputTopic {
+	if _, ok := out.(service.Result); err != nil || !ok {
 		t.Fatalf("request that waited in Kafka: %v, %v", out, err)
 	}
 
 	rec = h.record("replayed", tasks["pay"])
-	rec.Timestamp = now.Add(time.Hour) // appended again an hour later
+	rec.AppendTime = now.Add(time.Hour) // appended again an hour later
 	out, err = h.w.Process(context.Background(), rec)
-	if err != nil || out.Topic != dlqTopic || header(out, "error") != string(wire.StaleTimestamp) {
+	if dl, ok := out.(service.DeadLetter); err != nil || !ok || dl.Reason != string(wire.StaleTimestamp) {
 		t.Fatalf("request appended an hour after signing: %v, %v", out, err)
 	}
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }

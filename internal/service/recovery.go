@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/wire"
@@ -20,10 +18,10 @@ import (
 // its outcome, and answers the request if no one has. Whatever stays
 // unfinished longer than Alert is logged and counted, never silently left.
 type Recovery struct {
-	Service  *Service
-	Publish  func(ctx context.Context, rec *kgo.Record) error
-	Interval time.Duration
-	Alert    time.Duration
+	Service   *Service
+	Publisher Publisher
+	Interval  time.Duration
+	Alert     time.Duration
 
 	mu       sync.Mutex
 	tracking map[string]bool // request ids tracked now
@@ -154,14 +152,13 @@ func (r *Recovery) recover(ctx context.Context, e ledger.Entry) {
 	if string(stored.Result) != string(value) {
 		return // the request's own worker answered first
 	}
-	headers := make([]kgo.RecordHeader, len(stored.Headers))
+	headers := make([]Header, len(stored.Headers))
 	for i, h := range stored.Headers {
-		headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		headers[i] = Header{Key: h.Key, Value: h.Value}
 	}
-	rec := &kgo.Record{Topic: s.OutputTopic, Key: stored.Key, Headers: headers, Value: stored.Result}
 	// If publishing fails, the request itself, uncommitted, is delivered
 	// again and publishes the stored result.
-	if err := r.Publish(ctx, rec); err != nil {
+	if err := r.Publisher.Publish(ctx, Result{Value: stored.Result, Key: stored.Key, Headers: headers}); err != nil {
 		s.Log.Warn("publishing a recovered result failed; the request's redelivery will publish it", "request_id", e.ID, "error", err)
 		return
 	}

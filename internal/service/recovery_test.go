@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
@@ -21,7 +20,7 @@ import (
 // crashedPay leaves the ledger as a crash mid-payment does: the pay request
 // recorded with its record's key and headers, the invoice claimed, and the
 // node's payment in flight. It returns the request value and hash.
-func crashedPay(t *testing.T, h *harness) ([]byte, *kgo.Record, lightning.Hash) {
+func crashedPay(t *testing.T, h *harness) ([]byte, service.Delivery, lightning.Hash) {
 	t.Helper()
 	value := eachTask(t, h, h.now)["pay"]
 	req, err := h.svc.Keys.Verifier(time.Minute).Open(value, h.now)
@@ -49,12 +48,17 @@ func crashedPay(t *testing.T, h *harness) ([]byte, *kgo.Record, lightning.Hash) 
 	return value, rec, inv.PaymentHash
 }
 
-func newRecovery(h *harness, published chan<- *kgo.Record) *service.Recovery {
+// publisher hands what recovery publishes to a channel.
+type publisher chan<- service.Result
+
+func (p publisher) Publish(_ context.Context, r service.Result) error { p <- r; return nil }
+
+func newRecovery(h *harness, published chan<- service.Result) *service.Recovery {
 	return &service.Recovery{
-		Service:  h.svc,
-		Publish:  func(_ context.Context, r *kgo.Record) error { published <- r; return nil },
-		Interval: time.Hour,
-		Alert:    time.Hour,
+		Service:   h.svc,
+		Publisher: publisher(published),
+		Interval:  time.Hour,
+		Alert:     time.Hour,
 	}
 }
 
@@ -79,7 +83,7 @@ func TestRecoveryAnswersPaymentLeftInFlight(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, vectorsNow(t))
 			value, rec, hash := crashedPay(t, h)
-			published := make(chan *kgo.Record, 1)
+			published := make(chan service.Result, 1)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { defer close(done); newRecovery(h, published).Run(ctx) }()
@@ -91,7 +95,7 @@ func TestRecoveryAnswersPaymentLeftInFlight(t *testing.T) {
 			case <-time.After(100 * time.Millisecond):
 			}
 			h.state.Resolve(hash, tc.final(hash))
-			var out *kgo.Record
+			var out service.Result
 			select {
 			case out = <-published:
 			case <-time.After(10 * time.Second):
@@ -136,7 +140,7 @@ func TestRecoveryReleasesClaimNeverSent(t *testing.T) {
 	if _, err := h.ledger.Finish(ctx, ledger.Entry{ID: id, Result: []byte("an internal error")}); err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecovery(h, make(chan *kgo.Record, 1))
+	rec := newRecovery(h, make(chan service.Result, 1))
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); rec.Run(rctx) }()
@@ -165,7 +169,7 @@ func TestRecoveryReportsOverdueRequests(t *testing.T) {
 	if _, err := h.ledger.Finish(ctx, ledger.Entry{ID: strings.Repeat("02", 32), Task: "decode", Result: []byte("r")}); err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecovery(h, make(chan *kgo.Record, 1))
+	rec := newRecovery(h, make(chan service.Result, 1))
 	rec.Alert = time.Nanosecond
 	time.Sleep(time.Millisecond)
 	rec.Pass(ctx, true)

@@ -1,19 +1,17 @@
 // Package service walks one record through the service: open it (shape,
 // signature, clock), look it up in the ledger, run its task on the node, seal
-// the result and store it. Process is that walk; the kafka package feeds it
-// records and publishes what it returns. Recovery sees payments left
-// unfinished by a crash to their end.
+// the result and store it. Process is that walk: it takes a Delivery and
+// returns the Answer to publish, as plain values; the kafka package turns
+// records into deliveries and answers into records, and names the topics.
+// Recovery sees payments left unfinished by a crash to their end.
 package service
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/core"
 	"lightning-service/internal/keylock"
@@ -24,10 +22,8 @@ import (
 
 // Service holds what every worker shares.
 type Service struct {
-	Keys        wire.Keys
-	MaxSkew     time.Duration
-	OutputTopic string
-	DLQTopic    string
+	Keys    wire.Keys
+	MaxSkew time.Duration
 
 	// ClockFromBroker judges a request's freshness against the time the
 	// broker appended its record instead of the service clock.
@@ -71,7 +67,7 @@ func (s *Service) hold(id string) (release func()) {
 	}
 }
 
-// Worker processes one record at a time with its own codec state, so the hot
+// Worker processes one delivery at a time with its own codec state, so the hot
 // path shares no locks.
 type Worker struct {
 	s      *Service
@@ -84,23 +80,22 @@ func (s *Service) NewWorker() *Worker {
 	return &Worker{s: s, verify: s.Keys.Verifier(s.MaxSkew), seal: wire.NewSealer(s.Keys.Current)}
 }
 
-// Process returns the record to publish for rec: its result on the output
-// topic, or rec itself on the dead-letter topic when it cannot be trusted or
-// read. It returns an error only when the work was abandoned (ctx canceled)
-// before an answer: then nothing may be published or committed, and the
-// record is redelivered.
+// Process returns what to publish for d: its Result, or a DeadLetter of d
+// itself when it cannot be trusted or read. It returns an error only when
+// the work was abandoned (ctx canceled) before an answer: then nothing may be
+// published or committed, and the delivery is redelivered.
 //
 // A request the ledger has answered gets its stored result again, byte for
 // byte, and runs nothing. The ledger is asked before anything else happens
 // and, for pay and create, records the request before its task runs.
-func (w *Worker) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, error) {
+func (w *Worker) Process(ctx context.Context, d Delivery) (Answer, error) {
 	s := w.s
 	start := s.Now()
 	ref := start
 	if s.ClockFromBroker {
-		ref = rec.Timestamp
+		ref = d.AppendTime
 	}
-	req, err := w.verify.Open(rec.Value, ref)
+	req, err := w.verify.Open(d.Value, ref)
 	var known *ledger.Entry
 	if err != nil {
 		rej := err.(*wire.RejectError)
@@ -116,11 +111,11 @@ func (w *Worker) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, err
 		if known == nil {
 			s.Metrics.DeadLetters.WithLabelValues(string(rej.Reason)).Inc()
 			s.Log.Warn("dead-lettering record", "reason", rej.Reason, "detail", rej.Detail,
-				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
-			return w.deadLetter(rec, rej), nil
+				"topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
+			return DeadLetter{Delivery: d, Reason: string(rej.Reason), Detail: rej.Detail}, nil
 		}
 		s.Log.Info("request outside the clock window is in the ledger; continuing it", "request_id", req.ID(),
-			"state", known.State, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+			"state", known.State, "topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
 	}
 
 	// Copies of one request (a replay, a redelivery racing the original)
@@ -132,7 +127,7 @@ func (w *Worker) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, err
 	}
 	defer unlock()
 
-	entry := ledger.Entry{ID: req.ID(), Task: string(req.TaskName), Key: rec.Key, Headers: headers(rec.Headers)}
+	entry := ledger.Entry{ID: req.ID(), Task: string(req.TaskName), Key: d.Key, Headers: ledgerHeaders(d.Headers)}
 	if req.Task == wire.TaskPay || req.Task == wire.TaskCreate || known != nil {
 		var stored ledger.Entry
 		if err := ledger.Retry(ctx, s.Log, "record request", func(ctx context.Context) (err error) {
@@ -144,8 +139,8 @@ func (w *Worker) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, err
 		if stored.State == ledger.Final {
 			s.Metrics.Republished.WithLabelValues(req.Task.String()).Inc()
 			s.Log.Info("request answered before; publishing its stored result", "request_id", entry.ID, "task", req.Task.String(),
-				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
-			return w.output(rec, stored.Result), nil
+				"topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
+			return resultFor(d, stored.Result), nil
 		}
 	}
 
@@ -171,7 +166,7 @@ func (w *Worker) Process(ctx context.Context, rec *kgo.Record) (*kgo.Record, err
 	}
 	s.Metrics.Requests.WithLabelValues(req.Task.String(), string(result.Data.Status)).Inc()
 	s.Metrics.Duration.WithLabelValues(req.Task.String()).Observe(s.Now().Sub(start).Seconds())
-	return w.output(rec, stored.Result), nil
+	return resultFor(d, stored.Result), nil
 }
 
 // lookup returns the ledger's entry for id, or nil.
@@ -190,7 +185,7 @@ func (w *Worker) lookup(ctx context.Context, id string) (*ledger.Entry, error) {
 	return &e, nil
 }
 
-func (w *Worker) abandon(err error) (*kgo.Record, error) {
+func (w *Worker) abandon(err error) (Answer, error) {
 	w.s.Metrics.Abandoned.Inc()
 	return nil, err
 }
@@ -207,13 +202,13 @@ func (w *Worker) sealResult(req *wire.Request, result *wire.Result) ([]byte, err
 	return value, nil
 }
 
-// output is a result value bound for the output topic with the request
-// record's key and headers.
-func (w *Worker) output(rec *kgo.Record, value []byte) *kgo.Record {
-	return &kgo.Record{Topic: w.s.OutputTopic, Key: rec.Key, Headers: rec.Headers, Value: value}
+// resultFor is a result value with the key and headers of the request's
+// delivery.
+func resultFor(d Delivery, value []byte) Result {
+	return Result{Value: value, Key: d.Key, Headers: d.Headers}
 }
 
-func headers(hs []kgo.RecordHeader) []ledger.Header {
+func ledgerHeaders(hs []Header) []ledger.Header {
 	out := make([]ledger.Header, len(hs))
 	for i, h := range hs {
 		out[i] = ledger.Header{Key: h.Key, Value: h.Value}
@@ -264,19 +259,4 @@ func (w *Worker) result(req *wire.Request, out task.Outcome) *wire.Result {
 	r.Data.Status = wire.StatusError
 	r.Data.Message = m
 	return r
-}
-
-// deadLetter is rec, untouched, bound for the dead-letter topic with the
-// reason and its origin in headers.
-func (w *Worker) deadLetter(rec *kgo.Record, rej *wire.RejectError) *kgo.Record {
-	headers := make([]kgo.RecordHeader, 0, len(rec.Headers)+5)
-	headers = append(headers, rec.Headers...)
-	headers = append(headers,
-		kgo.RecordHeader{Key: "error", Value: []byte(rej.Reason)},
-		kgo.RecordHeader{Key: "detail", Value: []byte(rej.Detail)},
-		kgo.RecordHeader{Key: "source-topic", Value: []byte(rec.Topic)},
-		kgo.RecordHeader{Key: "source-partition", Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
-		kgo.RecordHeader{Key: "source-offset", Value: strconv.AppendInt(nil, rec.Offset, 10)},
-	)
-	return &kgo.Record{Topic: w.s.DLQTopic, Key: rec.Key, Value: rec.Value, Headers: headers}
 }

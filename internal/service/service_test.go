@@ -19,7 +19,6 @@ import (
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/core"
 	"lightning-service/internal/ledger"
@@ -34,8 +33,6 @@ import (
 
 const (
 	inputTopic     = "lightning-service"
-	outputTopic    = "celery"
-	dlqTopic       = "lightning-service-dlq"
 	preimageSecret = "preimage-secret-never-published"
 )
 
@@ -71,12 +68,10 @@ func newHarness(t *testing.T, now time.Time) *harness {
 	}
 	lg := ledgertest.OpenSQLite(t)
 	svc := &service.Service{
-		Keys:        keys,
-		Ledger:      lg,
-		MaxSkew:     time.Duration(v.MaxSkewMS) * time.Millisecond,
-		OutputTopic: outputTopic,
-		DLQTopic:    dlqTopic,
-		Network:     network,
+		Keys:    keys,
+		Ledger:  lg,
+		MaxSkew: time.Duration(v.MaxSkewMS) * time.Millisecond,
+		Network: network,
 		Payer: &task.Payer{
 			Node: node, Ledger: lg, Network: network, FeeLimit: task.FeeLimit{FloorSat: 10, PPM: 5000},
 			Timeout: time.Minute, Retry: retry, Now: clock, Log: log,
@@ -94,16 +89,16 @@ func newHarness(t *testing.T, now time.Time) *harness {
 	return &harness{v: v, svc: svc, w: svc.NewWorker(), state: state, node: node, ledger: lg, logs: logs, now: now}
 }
 
-// record is an input record carrying value, with a key and headers that a
+// record is an input delivery carrying value, with a key and headers that a
 // result or dead letter must keep.
-func (h *harness) record(name string, value []byte) *kgo.Record {
+func (h *harness) record(name string, value []byte) service.Delivery {
 	h.offset++
-	return &kgo.Record{
+	return service.Delivery{
 		Topic:     inputTopic,
 		Partition: 3,
 		Offset:    h.offset,
 		Key:       []byte("key-" + name),
-		Headers: []kgo.RecordHeader{
+		Headers: []service.Header{
 			{Key: "traceparent", Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
 			{Key: "caller", Value: []byte(name)},
 		},
@@ -111,14 +106,43 @@ func (h *harness) record(name string, value []byte) *kgo.Record {
 	}
 }
 
-func (h *harness) process(t *testing.T, name string, value []byte) (in, out *kgo.Record) {
+// answer processes a delivery of value and returns what to publish.
+func (h *harness) answer(t *testing.T, name string, value []byte) (service.Delivery, service.Answer) {
 	t.Helper()
-	in = h.record(name, value)
+	in := h.record(name, value)
 	out, err := h.w.Process(context.Background(), in)
 	if err != nil {
 		t.Fatalf("Process: %v", err)
 	}
 	return in, out
+}
+
+// process processes a delivery of value that must be answered with a result.
+func (h *harness) process(t *testing.T, name string, value []byte) (service.Delivery, service.Result) {
+	t.Helper()
+	in, out := h.answer(t, name, value)
+	return in, mustResult(t, out)
+}
+
+// reject processes a delivery of value that must be dead-lettered.
+func (h *harness) reject(t *testing.T, name string, value []byte) (service.Delivery, service.DeadLetter) {
+	t.Helper()
+	in, out := h.answer(t, name, value)
+	dl, ok := out.(service.DeadLetter)
+	if !ok {
+		t.Fatalf("answer %#v, want a dead letter", out)
+	}
+	return in, dl
+}
+
+// mustResult is a, which must be a result, bound for the output topic.
+func mustResult(t *testing.T, a service.Answer) service.Result {
+	t.Helper()
+	r, ok := a.(service.Result)
+	if !ok {
+		t.Fatalf("answer %#v, want a result", a)
+	}
+	return r
 }
 
 // result is a published result, opened.
@@ -139,16 +163,13 @@ type errorMessage struct {
 	PaymentHash  string `json:"payment_hash"`
 }
 
-// checkResult checks what every result must be, answering in: on the output
-// topic with in's key and headers, stamped with the service clock, signed
-// with the current key, naming in's signature as request_id.
-func (h *harness) checkResult(t *testing.T, in, out *kgo.Record) result {
+// checkResult checks what every result must be, answering in: with in's key
+// and headers, stamped with the service clock, signed with the current key,
+// naming in's signature as request_id.
+func (h *harness) checkResult(t *testing.T, in service.Delivery, out service.Result) result {
 	t.Helper()
-	if out == nil {
-		t.Fatal("no record to publish")
-	}
-	if out.Topic != outputTopic {
-		t.Fatalf("published on %q, want %q (value %s)", out.Topic, outputTopic, out.Value)
+	if out.Value == nil {
+		t.Fatal("no result value to publish")
 	}
 	if !bytes.Equal(out.Key, in.Key) || !slices.EqualFunc(out.Headers, in.Headers, sameHeader) {
 		t.Errorf("result key %q headers %v; want the request's, %q %v", out.Key, out.Headers, in.Key, in.Headers)
@@ -200,7 +221,7 @@ func (h *harness) checkError(t *testing.T, r result, task string, code core.Code
 	return m
 }
 
-func sameHeader(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) }
+func sameHeader(a, b service.Header) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) }
 
 // signedWith reports whether value's last 64 characters are the hex
 // HMAC-SHA256 with key of what precedes them.
@@ -311,30 +332,19 @@ func TestRejectedVectorsAreDeadLettered(t *testing.T) {
 	for _, c := range wiretest.Load(t).Rejected {
 		t.Run(c.Name, func(t *testing.T) {
 			h := newHarness(t, vectorsNow(t))
-			in, out := h.process(t, c.Name, []byte(c.Value))
-			if out == nil || out.Topic != dlqTopic {
-				t.Fatalf("record %+v, want one on %s", out, dlqTopic)
+			in, out := h.reject(t, c.Name, []byte(c.Value))
+			d := out.Delivery
+			if !bytes.Equal(d.Value, in.Value) || !bytes.Equal(d.Key, in.Key) {
+				t.Errorf("dead letter key %q value %q; want the record's, %q %q", d.Key, d.Value, in.Key, in.Value)
 			}
-			if !bytes.Equal(out.Value, in.Value) || !bytes.Equal(out.Key, in.Key) {
-				t.Errorf("dead letter key %q value %q; want the record's, %q %q", out.Key, out.Value, in.Key, in.Value)
+			if !slices.EqualFunc(d.Headers, in.Headers, sameHeader) {
+				t.Fatalf("dead letter headers %v are not the record's %v", d.Headers, in.Headers)
 			}
-			n := len(in.Headers)
-			if len(out.Headers) < n || !slices.EqualFunc(out.Headers[:n], in.Headers, sameHeader) {
-				t.Fatalf("dead letter headers %v do not keep the record's %v", out.Headers, in.Headers)
+			if d.Topic != inputTopic || d.Partition != 3 || d.Offset != in.Offset {
+				t.Errorf("dead letter from %s/%d/%d, want %s/3/%d", d.Topic, d.Partition, d.Offset, inputTopic, in.Offset)
 			}
-			got := map[string]string{}
-			for _, hd := range out.Headers[n:] {
-				got[hd.Key] = string(hd.Value)
-			}
-			want := map[string]string{
-				"error":            c.Reason,
-				"detail":           got["detail"],
-				"source-topic":     inputTopic,
-				"source-partition": "3",
-				"source-offset":    strconv.FormatInt(in.Offset, 10),
-			}
-			if fmt.Sprint(got) != fmt.Sprint(want) || got["detail"] == "" {
-				t.Errorf("added headers %v, want %v with a detail", got, want)
+			if out.Reason != c.Reason || out.Detail == "" {
+				t.Errorf("dead letter reason %q detail %q, want %q with a detail", out.Reason, out.Detail, c.Reason)
 			}
 			if calls := h.node.Calls(); len(calls) != 0 {
 				t.Errorf("a rejected record reached the node: %v", calls)
@@ -530,22 +540,33 @@ func TestNoSecretPublishedOrLogged(t *testing.T) {
 	now := vectorsNow(t)
 	h := newHarness(t, now)
 	var published [][]byte
-	keep := func(out *kgo.Record) {
-		published = append(published, out.Value)
-		for _, hd := range out.Headers {
+	keep := func(out service.Answer) {
+		var value []byte
+		var headers []service.Header
+		switch out := out.(type) {
+		case service.Result:
+			value, headers = out.Value, out.Headers
+		case service.DeadLetter:
+			value, headers = out.Delivery.Value, out.Delivery.Headers
+			published = append(published, []byte(out.Reason), []byte(out.Detail))
+		default:
+			t.Fatalf("answer %#v", out)
+		}
+		published = append(published, value)
+		for _, hd := range headers {
 			published = append(published, []byte(hd.Key), hd.Value)
 		}
 	}
 	for _, c := range h.v.Valid {
-		_, out := h.process(t, c.Name, []byte(c.Value))
+		_, out := h.answer(t, c.Name, []byte(c.Value))
 		keep(out)
 	}
 	for _, c := range h.v.Rejected {
-		_, out := h.process(t, c.Name, []byte(c.Value))
+		_, out := h.answer(t, c.Name, []byte(c.Value))
 		keep(out)
 	}
 	for _, c := range h.v.Invalid {
-		_, out := h.process(t, c.Name, []byte(c.Value))
+		_, out := h.answer(t, c.Name, []byte(c.Value))
 		keep(out)
 	}
 	// Failures: the node unreachable, then failing in its own words.
@@ -562,7 +583,7 @@ func TestNoSecretPublishedOrLogged(t *testing.T) {
 		sign(h.v.Key, now, "refund", payload400(pr)),
 		sign("not-a-configured-key", now, "pay", payload400(pr)),
 	} {
-		_, out := h.process(t, fmt.Sprint("failure ", i), value)
+		_, out := h.answer(t, fmt.Sprint("failure ", i), value)
 		keep(out)
 	}
 

@@ -1,0 +1,55 @@
+package service
+
+import (
+	"context"
+	"time"
+)
+
+// Delivery is one request as the transport delivers it: the record's value,
+// key and headers, where it was read from, and the time the broker gives it.
+type Delivery struct {
+	Value   []byte
+	Key     []byte
+	Headers []Header
+
+	Topic     string
+	Partition int32
+	Offset    int64
+	// AppendTime is the record's timestamp: the time the broker appended
+	// it on a topic with message.timestamp.type=LogAppendTime.
+	AppendTime time.Time
+}
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Answer is what to publish for a delivery: a Result or a DeadLetter.
+type Answer interface{ answer() }
+
+// Result is a sealed result, bound for the output topic with the key and
+// headers of the request's delivery.
+type Result struct {
+	Value   []byte
+	Key     []byte
+	Headers []Header
+}
+
+// DeadLetter is a delivery that cannot be trusted or read, bound for the
+// dead-letter topic untouched, with the reason it was rejected.
+type DeadLetter struct {
+	Delivery Delivery // as delivered; its coordinates name the source
+	Reason   string   // machine-readable: malformed, bad_signature, stale_timestamp
+	Detail   string   // human text
+}
+
+func (Result) answer()     {}
+func (DeadLetter) answer() {}
+
+// Publisher publishes a result outside the consume loop (recovery) and
+// returns once the transport has acknowledged it.
+type Publisher interface {
+	Publish(ctx context.Context, r Result) error
+}
