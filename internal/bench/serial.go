@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/kafka"
+	"lightning-service/internal/service"
 )
 
 // serialConsumer is the design the service replaces, kept minimal as the
@@ -49,12 +50,12 @@ func (s *serialConsumer) run(ctx context.Context) error {
 			if err != nil {
 				return nil // abandoned: only on shutdown
 			}
-			out := s.topics.Record(a)
-			if out == nil {
+			if out := s.topics.Record(a); out != nil {
+				if err := s.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
+					return fmt.Errorf("one-at-a-time consumer: publishing: %w", err)
+				}
+			} else if _, deferred := a.(service.Deferred); !deferred {
 				return fmt.Errorf("one-at-a-time consumer: no record to publish for %T", a)
-			}
-			if err := s.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
-				return fmt.Errorf("one-at-a-time consumer: publishing: %w", err)
 			}
 			if err := s.cl.CommitRecords(ctx, rec); err != nil {
 				return fmt.Errorf("one-at-a-time consumer: committing: %w", err)

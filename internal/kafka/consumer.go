@@ -23,7 +23,8 @@ import (
 
 // Processor answers a record's delivery. An error means the work was
 // abandoned: nothing is published and the offset stays uncommitted, so the
-// record is redelivered.
+// record is redelivered. A service.Deferred answer publishes nothing and
+// lets the offset be committed.
 type Processor interface {
 	Process(ctx context.Context, d service.Delivery) (service.Answer, error)
 }
@@ -274,6 +275,11 @@ func (c *Consumer) handle(w Processor, j job) {
 	a, err := w.Process(ctx, DeliveryOf(j.rec))
 	if err != nil {
 		c.cfg.Log.Info("record abandoned; it will be redelivered", "topic", j.rec.Topic, "partition", j.rec.Partition, "offset", j.rec.Offset, "reason", err)
+		return
+	}
+	if _, ok := a.(service.Deferred); ok {
+		// Its owner in the ledger answers it later.
+		c.markDone(j.p, j.e)
 		return
 	}
 	out := c.topics.Record(a)

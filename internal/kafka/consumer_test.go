@@ -405,3 +405,38 @@ func TestCommitsGatheredPerInterval(t *testing.T) {
 	}
 	t.Logf("%d answers over %s, %d commits: %v", n, took.Round(time.Millisecond), len(sent), sent)
 }
+
+// deferProcessor answers every record with service.Deferred: its owner in
+// the ledger answers it later.
+type deferProcessor struct{ done chan service.Delivery }
+
+func (p deferProcessor) Process(_ context.Context, d service.Delivery) (service.Answer, error) {
+	p.done <- d
+	return service.Deferred{}, nil
+}
+
+// TestDeferredIsCommittedWithoutPublishing: a record answered Deferred has
+// its offset committed and nothing produced for it.
+func TestDeferredIsCommittedWithoutPublishing(t *testing.T) {
+	h := newHarness(t, 1)
+	h.produce(input(0, "a"), input(0, "b"))
+
+	var produces atomic.Int32
+	h.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		h.cluster.KeepControl()
+		produces.Add(1)
+		return nil, nil, false
+	})
+
+	p := deferProcessor{done: make(chan service.Delivery, 2)}
+	h.run(kafka.Config{Concurrency: 4}, p)
+	recv(t, p.done, "Process to defer the first record")
+	recv(t, p.done, "Process to defer the second record")
+	h.waitCommitted(0, 2)
+	if n := produces.Load(); n != 0 {
+		t.Fatalf("%d produce requests for deferred records, want none", n)
+	}
+	if n, m := h.endOffset(outTopic, 0), h.endOffset(dlqTopic, 0); n != 0 || m != 0 {
+		t.Fatalf("%s holds %d records and %s %d, want none", outTopic, n, dlqTopic, m)
+	}
+}

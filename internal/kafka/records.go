@@ -34,8 +34,8 @@ func DeliveryOf(rec *kgo.Record) service.Delivery {
 	}
 }
 
-// Record is the record to publish for a, or nil for an answer of no known
-// kind.
+// Record is the record to publish for a, or nil when there is none
+// (service.Deferred, or an answer of no known kind).
 //
 // A result goes to the output topic with its key and headers. A dead letter
 // goes to the dead-letter topic with the delivery's value and key, its

@@ -62,3 +62,9 @@ func TestDeadLetterRecord(t *testing.T) {
 		t.Fatalf("dead letter headers\n got %q\nwant %q", rec.Headers, want)
 	}
 }
+
+func TestDeferredHasNoRecord(t *testing.T) {
+	if rec := topics.Record(service.Deferred{}); rec != nil {
+		t.Fatalf("record %+v for a deferred answer", rec)
+	}
+}

@@ -26,7 +26,8 @@ type Header struct {
 	Value []byte
 }
 
-// Answer is what to publish for a delivery: a Result or a DeadLetter.
+// Answer is what to publish for a delivery: a Result, a DeadLetter, or
+// Deferred (nothing now).
 type Answer interface{ answer() }
 
 // Result is a sealed result, bound for the output topic with the key and
@@ -45,8 +46,14 @@ type DeadLetter struct {
 	Detail   string   // human text
 }
 
+// Deferred means nothing is published for the delivery now: the request is
+// durably in the ledger with an owner who will answer it later, so the
+// delivery may be committed.
+type Deferred struct{}
+
 func (Result) answer()     {}
 func (DeadLetter) answer() {}
+func (Deferred) answer()   {}
 
 // Publisher publishes a result outside the consume loop (recovery) and
 // returns once the transport has acknowledged it.
