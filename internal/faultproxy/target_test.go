@@ -27,6 +27,12 @@ import (
 
 const testMacaroon = "0201036c6e64"
 
+// The methods faults are installed for, by their full gRPC names.
+const (
+	checkMethod = "/grpc.health.v1.Health/Check"
+	watchMethod = "/grpc.health.v1.Health/Watch"
+)
+
 // target stands in for LND with grpc's health service, which has a unary
 // method and a server-streaming one, as LND's AddInvoice and SendPaymentV2
 // are. It records the macaroon of every call, and its
