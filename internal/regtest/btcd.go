@@ -16,6 +16,8 @@ import (
 	"github.com/btcsuite/btcd/rpcclient"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
+
+	"lightning-service/internal/proc"
 )
 
 // Btcd is the network's chain backend.
@@ -31,8 +33,8 @@ type Btcd struct {
 	// RPC is a client of btcd's JSON-RPC server (getblockcount, generate, …).
 	RPC *rpcclient.Client
 
-	btcctl string
-	proc   *process
+	btcctl  string
+	process *proc.Process
 }
 
 // BtcctlArgs is the btcctl command-line prefix that talks to this btcd,
@@ -74,7 +76,7 @@ func startBtcd(ctx context.Context, bins Binaries, dir string, miningAddr btcuti
 			b.RPC.Shutdown()
 			b.RPC = nil
 		}
-		ports, err := freePorts(2)
+		ports, err := proc.FreePorts(2)
 		if err != nil {
 			return nil, err
 		}
@@ -98,7 +100,7 @@ func startBtcd(ctx context.Context, bins Binaries, dir string, miningAddr btcuti
 			// lnd opens several websocket clients per node.
 			"--rpcmaxwebsockets=100",
 		}
-		b.proc, err = startProcess("btcd", bins.Btcd, args, b.LogPath)
+		b.process, err = proc.Start(proc.Command{Name: "btcd", Path: bins.Btcd, Args: args, LogPath: b.LogPath})
 		if err != nil {
 			return nil, err
 		}
@@ -106,8 +108,8 @@ func startBtcd(ctx context.Context, bins Binaries, dir string, miningAddr btcuti
 		if lastErr == nil {
 			return b, nil
 		}
-		b.proc.stop(context.Background(), 5*time.Second)
-		if !b.proc.addrInUse() {
+		b.process.Stop(context.Background(), 5*time.Second)
+		if !b.process.AddrInUse() {
 			return nil, lastErr
 		}
 	}
@@ -115,7 +117,7 @@ func startBtcd(ctx context.Context, bins Binaries, dir string, miningAddr btcuti
 }
 
 func (b *Btcd) waitRPC(ctx context.Context) error {
-	return waitFor(ctx, "btcd's RPC server", 50*time.Millisecond, b.proc, func(context.Context) (bool, error) {
+	return waitFor(ctx, "btcd's RPC server", 50*time.Millisecond, b.process, func(context.Context) (bool, error) {
 		cert, err := os.ReadFile(b.CertPath)
 		if err != nil {
 			return false, err
@@ -138,10 +140,10 @@ func (b *Btcd) stop() error {
 	if b.RPC != nil {
 		b.RPC.Shutdown()
 	}
-	if b.proc == nil {
+	if b.process == nil {
 		return nil
 	}
-	return b.proc.stop(context.Background(), 10*time.Second)
+	return b.process.Stop(context.Background(), 10*time.Second)
 }
 
 // generate mines blocks, in batches so that ctx can interrupt a long run

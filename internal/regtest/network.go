@@ -27,6 +27,8 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"golang.org/x/sync/errgroup"
+
+	"lightning-service/internal/proc"
 )
 
 // Options configure Start. The zero value gives the default network.
@@ -129,7 +131,7 @@ type Network struct {
 	nodes    []*Node
 	miner    *miner
 	chainMu  sync.Mutex // serialises mining and funding
-	mu       sync.Mutex // guards Node.proc and stopping
+	mu       sync.Mutex // guards Node.process and stopping
 	stopping bool
 	stopOnce sync.Once
 	stopErr  error
@@ -263,13 +265,13 @@ func (n *Network) Node(name string) *Node {
 func (n *Network) Nodes() []*Node { return append([]*Node(nil), n.nodes...) }
 
 // launch starts nd's lnd unless the network is stopping or it runs already.
-func (n *Network) launch(nd *Node) (*process, error) {
+func (n *Network) launch(nd *Node) (*proc.Process, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.stopping {
 		return nil, errors.New("the network is stopping")
 	}
-	if nd.proc != nil {
+	if nd.process != nil {
 		return nil, fmt.Errorf("%s is already running", nd.Name)
 	}
 	// An empty lnd.conf in --lnddir: lnd reads no other, and warns if absent.
@@ -279,29 +281,29 @@ func (n *Network) launch(nd *Node) (*process, error) {
 	if err := os.WriteFile(filepath.Join(nd.Dir, "lnd.conf"), nil, 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProcess(nd.Name, nd.bins.Lnd, nd.args(n.opts.ChannelsPerHop+4), nd.LogPath)
+	p, err := proc.Start(proc.Command{Name: nd.Name, Path: nd.bins.Lnd, Args: nd.args(n.opts.ChannelsPerHop + 4), LogPath: nd.LogPath})
 	if err != nil {
 		return nil, err
 	}
-	nd.proc = p
+	nd.process = p
 	return p, nil
 }
 
 // detach forgets nd's process if it is still p, and returns whether it was.
-func (n *Network) detach(nd *Node, p *process) bool {
+func (n *Network) detach(nd *Node, p *proc.Process) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if nd.proc != p {
+	if nd.process != p {
 		return false
 	}
-	nd.proc = nil
+	nd.process = nil
 	return true
 }
 
-func (n *Network) running(nd *Node) *process {
+func (n *Network) running(nd *Node) *proc.Process {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return nd.proc
+	return nd.process
 }
 
 // startFirst starts a new node on free ports, choosing others if one was
@@ -309,7 +311,7 @@ func (n *Network) running(nd *Node) *process {
 func (n *Network) startFirst(ctx context.Context, nd *Node) error {
 	var err error
 	for range 3 {
-		ports, perr := freePorts(2)
+		ports, perr := proc.FreePorts(2)
 		if perr != nil {
 			return perr
 		}
@@ -323,9 +325,9 @@ func (n *Network) startFirst(ctx context.Context, nd *Node) error {
 			return nil
 		}
 		if n.detach(nd, p) {
-			p.stop(context.Background(), 5*time.Second)
+			p.Stop(context.Background(), 5*time.Second)
 		}
-		if !p.addrInUse() {
+		if !p.AddrInUse() {
 			return err
 		}
 		if nd.Conn != nil {
@@ -347,7 +349,7 @@ func (n *Network) StopNode(ctx context.Context, name string) error {
 	if p == nil || !n.detach(nd, p) {
 		return fmt.Errorf("regtest: %s is not running", name)
 	}
-	if err := p.stop(ctx, lndStopGrace); err != nil {
+	if err := p.Stop(ctx, lndStopGrace); err != nil {
 		return fmt.Errorf("regtest: %w", err)
 	}
 	return nil
@@ -375,7 +377,7 @@ func (n *Network) StartNode(ctx context.Context, name string) error {
 	}
 	if err != nil {
 		if n.detach(nd, p) {
-			p.stop(context.Background(), 5*time.Second)
+			p.Stop(context.Background(), 5*time.Second)
 		}
 		return fmt.Errorf("regtest: restarting %s: %w", name, err)
 	}
@@ -731,7 +733,7 @@ func (n *Network) Stop() error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := p.stop(context.Background(), lndStopGrace); err != nil {
+				if err := p.Stop(context.Background(), lndStopGrace); err != nil {
 					emu.Lock()
 					errs = append(errs, err)
 					emu.Unlock()

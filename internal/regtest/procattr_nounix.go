@@ -1,7 +1,0 @@
-//go:build !unix
-
-package regtest
-
-import "syscall"
-
-func procAttr() *syscall.SysProcAttr { return nil }
