@@ -3,9 +3,10 @@
 // LND node, and publishes signed results.
 //
 //	lightning-service [serve] [flags]   run the service (default)
-//	lightning-service sandbox           a regtest network, an embedded broker and the service, with a demo
 //	lightning-service call TASK ...     sign a request, send it, print the verified result
-//	lightning-service bench [flags]     measure the service against LND called directly
+//
+// This is the binary that ships: it links no test harness. The sandbox and
+// the benchmark, which build lnd and start brokers, are cmd/lightning-dev.
 package main
 
 import (
@@ -33,31 +34,34 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch a := args[0]; {
+		case a == "-h" || a == "-help" || a == "--help":
+			fmt.Print(usage)
+			return nil
+		case !strings.HasPrefix(a, "-"):
+			cmd, args = a, args[1:]
+		}
 	}
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, os.LookupEnv)
-	case "sandbox":
-		return sandbox(ctx, args)
 	case "call":
 		return call(ctx, args, os.LookupEnv)
-	case "bench":
-		return benchmark(ctx, args)
 	case "help":
 		fmt.Print(usage)
 		return nil
+	case "sandbox", "bench":
+		return fmt.Errorf("%s is a development command: go run ./cmd/lightning-dev %s", cmd, cmd)
 	}
 	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 }
 
 const usage = `usage:
   lightning-service [serve] [flags]   run the service; settings from LIGHTNING_* variables or flags (serve --help)
-  lightning-service sandbox [flags]   start a regtest Lightning network, an embedded broker and the service; run a demo
   lightning-service call [flags] decode|pay PAYMENT_REQUEST
   lightning-service call [flags] create AMOUNT_SAT MEMO EXPIRY_SEC
                                       sign a request, send it, wait for its result and print it (call --help)
-  lightning-service bench [flags]     measure decode, create and pay through Kafka and the service against
-                                      LND called directly and a one-at-a-time consumer (bench --help)
+
+The sandbox and the benchmark are development commands: go run ./cmd/lightning-dev help
 `

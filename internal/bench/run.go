@@ -3,7 +3,7 @@
 // through a real Kafka broker and the service on a regtest Lightning network;
 // the same work called directly on LND at the same concurrency; and the same
 // Worker behind a one-at-a-time blocking consumer. It also times the codec in
-// process. The command `lightning-service bench` runs it.
+// process. The development command `lightning-dev bench` runs it.
 package bench
 
 import (

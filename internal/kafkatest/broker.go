@@ -16,11 +16,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"lightning-service/internal/proc"
 )
 
 // Options configure Start. The zero value is a broker in a fresh temporary
@@ -61,15 +62,8 @@ type Broker struct {
 	controllerPort int
 
 	mu      sync.Mutex
-	proc    *process // nil while killed or stopped
+	process *proc.Process // nil while killed or stopped
 	stopped bool
-}
-
-// process is one JVM run of the broker.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when Wait returns
-	err  error         // Wait's result, valid after done
 }
 
 // Start formats a new data directory and starts a broker in it, returning
@@ -120,9 +114,9 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 			b.Stop()
 		}
 	}()
-	ports, err := freePorts(2)
+	ports, err := proc.FreePorts(2)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kafkatest: %w", err)
 	}
 	b.brokerPort, b.controllerPort = ports[0], ports[1]
 	if err := b.writeConfig(); err != nil {
@@ -170,10 +164,9 @@ func (b *Broker) Stop() {
 func (b *Broker) Kill() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if p := b.proc; p != nil {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-		b.proc = nil
+	if p := b.process; p != nil {
+		p.Kill()
+		b.process = nil
 	}
 }
 
@@ -341,7 +334,7 @@ func (b *Broker) format(ctx context.Context) error {
 		b.formatLogPath(), "kafka.tools.StorageTool", "format", "--standalone", "-t", newClusterID(), "-c", b.propsPath())
 	out, err := exec.CommandContext(ctx, "java", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("kafkatest: formatting %s: %w\n%s%s", b.kraftDir(), err, out, logTail(b.formatLogPath()))
+		return fmt.Errorf("kafkatest: formatting %s: %w\n%s%s", b.kraftDir(), err, out, tailOf(b.formatLogPath(), proc.TailFile(b.formatLogPath(), 30)))
 	}
 	return nil
 }
@@ -349,32 +342,22 @@ func (b *Broker) format(ctx context.Context) error {
 // launch starts the JVM and waits until the broker answers. The caller holds
 // mu or owns b exclusively.
 func (b *Broker) launch(ctx context.Context) error {
-	console, err := os.OpenFile(b.consolePath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("kafkatest: %w", err)
-	}
-	defer console.Close() // the child has its own copy
 	// No GC is named, so JVMArgs may choose one; on two or more cores the
 	// JVM picks G1, as Kafka's own scripts do.
 	cds, exited := b.classArchive()
 	flags := slices.Concat([]string{"-Xms128m", "-Xmx512m", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError"}, cds, b.opts.JVMArgs)
-	cmd := exec.Command("java", b.javaArgs(flags, b.logPath(), "kafka.Kafka", b.propsPath())...)
-	cmd.Dir = b.dataDir
-	cmd.Stdout, cmd.Stderr = console, console
-	// If the test binary dies (a panic, go test's timeout), the kernel kills
-	// the broker too instead of leaving an orphan JVM holding the ports.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// proc gives the JVM its own process group, so a Ctrl-C reaches only the
+	// harness, which stops it; and has the kernel kill it with the test binary
+	// (a panic, go test's timeout) rather than leave an orphan holding the ports.
+	p, err := proc.Start(proc.Command{
+		Name: "broker", Path: "java", Args: b.javaArgs(flags, b.logPath(), "kafka.Kafka", b.propsPath()),
+		Dir: b.dataDir, LogPath: b.consolePath(), OnExit: exited,
+	})
+	if err != nil {
 		exited(nil)
-		return fmt.Errorf("kafkatest: starting java: %w", err)
+		return fmt.Errorf("kafkatest: %w", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		exited(cmd.ProcessState)
-		close(p.done)
-	}()
-	b.proc = p
+	b.process = p
 	if err := b.waitReady(ctx, p); err != nil {
 		b.terminate()
 		return err
@@ -384,7 +367,7 @@ func (b *Broker) launch(ctx context.Context) error {
 
 // waitReady polls metadata until the broker lists itself, which in KRaft
 // means it has caught up with the metadata log and is unfenced.
-func (b *Broker) waitReady(ctx context.Context, p *process) error {
+func (b *Broker) waitReady(ctx context.Context, p *proc.Process) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.StartTimeout)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DialTimeout(time.Second))
@@ -401,10 +384,10 @@ func (b *Broker) waitReady(ctx context.Context, p *process) error {
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("kafkatest: broker exited while starting (%v)%s", p.err, b.logTail())
+		case <-p.Done():
+			return fmt.Errorf("kafkatest: broker exited while starting (%v)%s", p.Err(), b.logTail(p))
 		case <-ctx.Done():
-			return fmt.Errorf("kafkatest: broker at %s did not answer: %w (last: %v)%s", b.Addr(), ctx.Err(), err, b.logTail())
+			return fmt.Errorf("kafkatest: broker at %s did not answer: %w (last: %v)%s", b.Addr(), ctx.Err(), err, b.logTail(p))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -413,70 +396,28 @@ func (b *Broker) waitReady(ctx context.Context, p *process) error {
 // terminate sends SIGTERM, waits out the grace, then SIGKILLs; only this
 // broker's own PID is ever signalled. The caller holds mu.
 func (b *Broker) terminate() {
-	p := b.proc
+	p := b.process
 	if p == nil {
 		return
 	}
-	b.proc = nil
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return
-	case <-time.After(b.opts.StopGrace):
+	b.process = nil
+	if err := p.Stop(context.Background(), b.opts.StopGrace); err != nil {
+		fmt.Fprintf(b.opts.Log, "kafkatest: %v\n", err)
 	}
-	fmt.Fprintf(b.opts.Log, "kafkatest: broker pid %d ignored SIGTERM for %s; killing it\n", p.cmd.Process.Pid, b.opts.StopGrace)
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
 }
 
 // logTail is the end of the broker's console (where the JVM's own errors
 // go) and log, for error messages.
-func (b *Broker) logTail() string { return logTail(b.consolePath(), b.logPath()) }
-
-func logTail(files ...string) string {
-	var sb strings.Builder
-	for _, f := range files {
-		data, err := readTail(f, 16<<10)
-		if err != nil || len(strings.TrimSpace(data)) == 0 {
-			continue
-		}
-		fmt.Fprintf(&sb, "\n--- tail of %s ---\n%s", f, tail(data, 30))
-	}
-	return sb.String()
+func (b *Broker) logTail(p *proc.Process) string {
+	return tailOf(p.LogPath(), p.Tail(30)) + tailOf(b.logPath(), proc.TailFile(b.logPath(), 30))
 }
 
-func readTail(path string, n int64) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
+// tailOf heads a log's last lines with its name; an empty tail says nothing.
+func tailOf(path, lines string) string {
+	if strings.TrimSpace(lines) == "" {
+		return ""
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	off := max(st.Size()-n, 0)
-	buf := make([]byte, st.Size()-off)
-	_, err = f.ReadAt(buf, off)
-	if err != nil && err != io.EOF {
-		return "", err
-	}
-	return string(buf), nil
-}
-
-// freePorts asks the kernel for n distinct free ports on 127.0.0.1, holding
-// them all open at once so it cannot hand out the same one twice.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("kafkatest: finding a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
+	return fmt.Sprintf("\n--- tail of %s ---\n%s", path, lines)
 }
 
 // newClusterID makes a Kafka Uuid in its base64url form. Like Kafka's own

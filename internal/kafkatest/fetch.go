@@ -16,8 +16,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"lightning-service/internal/proc"
 )
 
 // Version is the Apache Kafka release the tests run against.
@@ -87,7 +88,7 @@ func Fetch(ctx context.Context, w io.Writer) (libDir string, err error) {
 		"dependency:copy-dependencies", "-DincludeScope=runtime", "-DoutputDirectory="+out)
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("kafkatest: mvn dependency:copy-dependencies for Kafka %s: %w\n%s", Version, err, tail(buf.String(), 40))
+		return "", fmt.Errorf("kafkatest: mvn dependency:copy-dependencies for Kafka %s: %w\n%s", Version, err, proc.LastLines(buf.String(), 40))
 	}
 	if !complete(out) {
 		return "", fmt.Errorf("kafkatest: mvn finished but %s lacks kafka_2.13-%s.jar or log4j-slf4j-impl", out, Version)
@@ -151,12 +152,3 @@ var pomXML = `<?xml version="1.0" encoding="UTF-8"?>
   </build>
 </project>
 `
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"lightning-service/internal/proc"
 )
 
 // PythonClientDir is clients/python in the repository holding the working
@@ -105,7 +107,7 @@ func run(ctx context.Context, w io.Writer, name string, args ...string) error {
 	cmd.Stdout = io.MultiWriter(w, &buf)
 	cmd.Stderr = io.MultiWriter(w, &buf)
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%w\n%s", err, tail(buf.String(), 30))
+		return fmt.Errorf("%w\n%s", err, proc.LastLines(buf.String(), 30))
 	}
 	return nil
 }

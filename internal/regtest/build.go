@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"lightning-service/internal/proc"
 )
 
 // Pinned versions of the node software the harness runs.
@@ -153,11 +155,11 @@ func (t tool) ensure(ctx context.Context, goBin, cache string, progress io.Write
 	err = t.build(ctx, goBin, tmp, &log)
 	stopTicker()
 	if err != nil {
-		return "", fmt.Errorf("building %s %s: %w\n%s", t.name, t.version, err, lastLines(log.Bytes(), 30))
+		return "", fmt.Errorf("building %s %s: %w\n%s", t.name, t.version, err, proc.LastLines(log.String(), 30))
 	}
 	if !t.built(tmp) {
 		return "", fmt.Errorf("building %s %s: the build succeeded but did not produce %s\n%s",
-			t.name, t.version, strings.Join(t.bins, ", "), lastLines(log.Bytes(), 30))
+			t.name, t.version, strings.Join(t.bins, ", "), proc.LastLines(log.String(), 30))
 	}
 	if t.stamp != "" {
 		if err := os.WriteFile(filepath.Join(tmp, stampFile), []byte(t.stamp), 0o644); err != nil {

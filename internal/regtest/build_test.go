@@ -87,17 +87,3 @@ func TestShellJoin(t *testing.T) {
 		t.Errorf("shellJoin = %s\nwant        %s", got, want)
 	}
 }
-
-func TestFreePortsDistinct(t *testing.T) {
-	ports, err := freePorts(8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, p := range ports {
-		if seen[p] {
-			t.Fatalf("port %d chosen twice in %v", p, ports)
-		}
-		seen[p] = true
-	}
-}

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"gopkg.in/macaroon.v2"
+
+	"lightning-service/internal/proc"
 )
 
 // Node is one lnd of the network. Its gRPC connection survives StopNode and
@@ -39,7 +41,7 @@ type Node struct {
 	bins      Binaries
 	btcd      *Btcd
 	extraArgs []string
-	proc      *process // nil while stopped; guarded by Network.mu
+	process   *proc.Process // nil while stopped; guarded by Network.mu
 }
 
 // LncliArgs is the lncli command-line prefix that talks to this node,
@@ -108,7 +110,7 @@ func (nd *Node) args(maxPending int) []string {
 
 // waitReady waits until lnd serves RPCs and its wallet is synced to btcd,
 // dialling the first time.
-func (nd *Node) waitReady(ctx context.Context, p *process) error {
+func (nd *Node) waitReady(ctx context.Context, p *proc.Process) error {
 	// lnd creates the file before it writes it: wait for a whole macaroon.
 	err := waitFor(ctx, nd.Name+"'s macaroon", 50*time.Millisecond, p, func(context.Context) (bool, error) {
 		b, err := os.ReadFile(nd.MacaroonPath)
@@ -194,7 +196,7 @@ func (m macaroonCred) GetRequestMetadata(context.Context, ...string) (map[string
 func (macaroonCred) RequireTransportSecurity() bool { return true }
 
 // waitSynced waits until the node has processed every block up to height.
-func (nd *Node) waitSynced(ctx context.Context, height int64, p *process) error {
+func (nd *Node) waitSynced(ctx context.Context, height int64, p *proc.Process) error {
 	return waitFor(ctx, fmt.Sprintf("%s to reach block %d", nd.Name, height), 50*time.Millisecond, p,
 		func(ctx context.Context) (bool, error) {
 			info, err := nd.Lightning.GetInfo(ctx, &lnrpc.GetInfoRequest{})

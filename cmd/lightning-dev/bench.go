@@ -16,6 +16,7 @@ import (
 // consumer; it prints the table and writes the figures as JSON.
 func benchmark(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	flagUsage(fs, "bench [flags]", "Starts a real Apache Kafka broker and a regtest network, runs the service on alice, and measures\ndecode, create and pay through Kafka and the service, on LND called directly, and through a\none-at-a-time consumer; prints the table and writes the figures as JSON.")
 	n := fs.Int("n", 1000, "requests per task and path")
 	c := fs.Int("c", 64, "requests in flight at once, on every path (also the service's LIGHTNING_CONCURRENCY)")
 	tasks := fs.String("tasks", strings.Join(bench.Tasks, ","), "tasks to measure, comma-separated")

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package regtest
+package proc
 
 import "syscall"
 

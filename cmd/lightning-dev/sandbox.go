@@ -27,6 +27,7 @@ import (
 // short demo through Kafka, and keeps running until interrupted.
 func sandbox(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	flagUsage(fs, "sandbox [flags]", "Builds lnd and btcd (cached), starts a regtest network (alice, bob, carol), an embedded Kafka broker\nand the service on alice, runs a short demo through Kafka, and keeps running until Ctrl-C.")
 	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "where the embedded Kafka broker listens")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "where /healthz, /readyz and /metrics listen")
 	keepData := fs.Bool("keep-data", false, "keep the network's data directory after stopping")
