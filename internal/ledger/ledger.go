@@ -27,13 +27,15 @@ const (
 )
 
 // PayState is where a pay request stands with its invoice's payment hash.
-// At most one request holds a hash (Paying or Paid) at any time.
+// At most one request holds a hash (Paying or Paid) at any time. The same
+// states as payment.State, by their older names.
 type PayState string
 
 const (
 	NotPaying PayState = ""
-	// Paying: this request holds the hash; it is paying, or may have paid.
-	Paying PayState = "paying"
+	// Paying: this request holds the hash; it is paying, or may have paid
+	// (payment.Sending).
+	Paying PayState = "sending"
 	// Paid: this request's payment succeeded; it holds the hash for good.
 	Paid PayState = "paid"
 	// Unpaid: this request's payment failed or was never sent; another

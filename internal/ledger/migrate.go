@@ -60,6 +60,11 @@ func migrate(ctx context.Context, db *sql.DB, d dialect) error {
 	if err != nil {
 		return err
 	}
+	return apply(ctx, db, d, ms)
+}
+
+// apply brings the schema to the last of ms.
+func apply(ctx context.Context, db *sql.DB, d dialect, ms []migration) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ledger: migrating: %w", err)

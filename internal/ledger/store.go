@@ -64,17 +64,17 @@ const (
 	qBegin = `INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, created_at, updated_at)
 		VALUES ($1, $2, 'pending', $3, '', $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING`
 	qGet    = `SELECT ` + columns + ` FROM requests WHERE id = $1`
-	qHolder = `SELECT ` + columns + ` FROM requests WHERE payment_hash = $1 AND pay_state IN ('paying', 'paid')`
+	qHolder = `SELECT ` + columns + ` FROM requests WHERE payment_hash = $1 AND pay_state IN ('sending', 'paid')`
 	qClaim  = `INSERT INTO requests (id, task, state, payment_hash, pay_state, created_at, updated_at)
-		VALUES ($1, 'pay', 'pending', $2, 'paying', $3, $3)
-		ON CONFLICT (id) DO UPDATE SET payment_hash = $2, pay_state = 'paying', updated_at = $3`
-	qEndPayment = `UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'paying'`
+		VALUES ($1, 'pay', 'pending', $2, 'sending', $3, $3)
+		ON CONFLICT (id) DO UPDATE SET payment_hash = $2, pay_state = 'sending', updated_at = $3`
+	qEndPayment = `UPDATE requests SET pay_state = $1, updated_at = $2 WHERE id = $3 AND pay_state = 'sending'`
 	qFinish     = `INSERT INTO requests (id, task, state, payment_hash, pay_state, record_key, record_headers, result, created_at, updated_at)
 		VALUES ($1, $2, 'final', $3, '', $4, $5, $6, $7, $7)
 		ON CONFLICT (id) DO UPDATE SET state = 'final', result = $6, updated_at = $7,
 			payment_hash = COALESCE(requests.payment_hash, $3)
 		WHERE requests.state <> 'final'`
-	qUnfinished = `SELECT ` + columns + ` FROM requests WHERE state = 'pending' OR pay_state = 'paying' ORDER BY created_at`
+	qUnfinished = `SELECT ` + columns + ` FROM requests WHERE state = 'pending' OR pay_state = 'sending' ORDER BY created_at`
 )
 
 var statements = []string{qBegin, qGet, qHolder, qClaim, qEndPayment, qFinish, qUnfinished}
