@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"lightning-service/internal/payment"
 )
 
 // State is where a request stands.
@@ -112,6 +114,12 @@ type Ledger interface {
 	// Unfinished returns, oldest first, the requests not yet Final and the
 	// pay requests still Paying: what recovery must see to the end.
 	Unfinished(ctx context.Context) ([]Entry, error)
+
+	// Payments returns the ledger's pay requests as the owner of payments
+	// sees them: claims and leases, over the same requests. ClaimPayment,
+	// EndPayment and Holder above are their older form, kept until every
+	// caller uses these.
+	Payments() payment.Store
 
 	Close() error
 }

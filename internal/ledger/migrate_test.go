@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
+	"time"
 
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/ledger/ledgertest"
+	"lightning-service/internal/lightning"
+	"lightning-service/internal/payment"
 )
 
 // v1 is a ledger left at schema version 1 by an older build.
@@ -105,6 +109,31 @@ func TestMigrationFromVersion1(t *testing.T) {
 			}
 			if claim, err := l.ClaimPayment(ctx, id(t), h); err != nil || claim.Holder.ID != paying {
 				t.Errorf("ClaimPayment of the migrated hash = %+v, %v", claim, err)
+			}
+
+			// The payment.Store reads it as Sending, holding its hash, and
+			// leased to no one: an orphan for recovery to take.
+			p := l.Payments()
+			hash, err := lightning.ParseHash(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := mustGet(t, p, paying)
+			if r.State != payment.Sending || r.Final || r.Hash != hash || r.Owner != "" || !r.LeaseUntil.IsZero() ||
+				!reflect.DeepEqual(r.Headers, []payment.Header{{Key: "h", Value: []byte{1, 2}}}) {
+				t.Errorf("migrated paying request = %+v", r)
+			}
+			if holder, err := p.Holder(ctx, hash); err != nil || holder.ID != paying {
+				t.Errorf("Holder of the migrated hash = %+v, %v", holder, err)
+			}
+			if got, err := p.Orphans(ctx, time.Now()); err != nil || len(got) != 1 || got[0].ID != paying {
+				t.Errorf("Orphans after migrating = %v, %v", idsOf(got), err)
+			}
+			if got := mustClaim(t, p, claimOf(id(t), hash, "a", live())); got.Self.State != payment.Waiting || got.Holder == nil || got.Holder.ID != paying {
+				t.Errorf("Claim of the migrated hash = %+v", got)
+			}
+			if taken, ok, err := p.Take(ctx, paying, "a", live()); err != nil || !ok || taken.State != payment.Sending {
+				t.Errorf("Take of the migrated request = %+v, %v, %v", taken, ok, err)
 			}
 			// The unique index covers the new name.
 			if _, err := db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO requests (id, task, state, payment_hash, pay_state, record_headers, created_at, updated_at)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -19,7 +20,7 @@ const SQLiteFile = "ledger.sqlite"
 
 var sqliteDialect = dialect{
 	name:   "sqlite",
-	rebind: numbered,
+	rebind: func(q string) string { return numbered(strings.TrimSuffix(q, forUpdate)) },
 	isUniqueViolation: func(err error) bool {
 		var e *sqlite.Error
 		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)

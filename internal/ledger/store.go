@@ -40,7 +40,8 @@ func (s *store) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.T
 
 type dialect struct {
 	name string
-	// rebind turns the queries' $1-style placeholders into the driver's.
+	// rebind turns the queries' $1-style placeholders into the driver's,
+	// and drops a forUpdate the database has no use for.
 	rebind func(q string) string
 	// isUniqueViolation reports a unique-index violation.
 	isUniqueViolation func(err error) bool
@@ -50,6 +51,12 @@ type dialect struct {
 }
 
 var _ Ledger = (*store)(nil)
+
+// forUpdate ends a query that locks the row it reads until the transaction
+// ends, so that what a write decides from the row still holds when it
+// commits (PostgreSQL). SQLite drops it: its write transaction holds the
+// whole database already.
+const forUpdate = ` FOR UPDATE`
 
 var dollarParam = regexp.MustCompile(`\$(\d+)`)
 
@@ -77,7 +84,8 @@ const (
 	qUnfinished = `SELECT ` + columns + ` FROM requests WHERE state = 'pending' OR pay_state = 'sending' ORDER BY created_at`
 )
 
-var statements = []string{qBegin, qGet, qHolder, qClaim, qEndPayment, qFinish, qUnfinished}
+var statements = []string{qBegin, qGet, qHolder, qClaim, qEndPayment, qFinish, qUnfinished,
+	qRecord, qLockRecord, qRecordHolder, qPayClaim, qPayLease, qPayTake, qPaySend, qPayEnd, qPayRenew, qPayOrphans}
 
 // prepare prepares every statement; the store's methods then only look
 // them up, so no statement is prepared while a transaction holds a
@@ -232,23 +240,29 @@ func (s *store) holder(ctx context.Context, tx *sql.Tx, hash string) (Entry, err
 	return scanEntry(s.queryRow(ctx, tx, qHolder, hash))
 }
 
-func (s *store) ClaimPayment(ctx context.Context, id, hash string) (Claim, error) {
-	// Two claimers of one hash in different processes may both find no
-	// holder; the unique index lets one through and the other tries again,
-	// finding the winner.
+// writeHolding is write for a change that may make a request the holder of
+// a payment hash. Two claimers of one hash in different processes may both
+// find no holder; the unique index lets one through and the other runs
+// again, finding the winner.
+func (s *store) writeHolding(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		var c Claim
-		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
-			c, err = s.claim(ctx, tx, id, hash)
-			return err
-		})
+		err := s.write(ctx, fn)
 		if err == nil || !s.d.isUniqueViolation(err) || attempt == 10 {
-			if err != nil {
-				err = fmt.Errorf("ledger: claiming payment %s for request %s: %w", hash, id, err)
-			}
-			return c, err
+			return err
 		}
 	}
+}
+
+func (s *store) ClaimPayment(ctx context.Context, id, hash string) (Claim, error) {
+	var c Claim
+	err := s.writeHolding(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
+		c, err = s.claim(ctx, tx, id, hash)
+		return err
+	})
+	if err != nil {
+		return Claim{}, fmt.Errorf("ledger: claiming payment %s for request %s: %w", hash, id, err)
+	}
+	return c, nil
 }
 
 func (s *store) claim(ctx context.Context, tx *sql.Tx, id, hash string) (Claim, error) {
