@@ -34,17 +34,35 @@ func DeliveryOf(rec *kgo.Record) service.Delivery {
 	}
 }
 
+// The bounds on the request headers a result carries: at most
+// MaxResultHeaders of them, their keys and values together at most
+// MaxResultHeaderBytes. Each header is kept, in order, while it fits, and
+// left off otherwise; when any is left off, HeadersTrimmed follows them, its
+// value how many (decimal).
+//
+// Trimmed rather than dead-lettered: the request was authenticated and has
+// run (a payment may have been made), so its caller must get the result,
+// and the headers are the caller's routing data, outside what is signed.
+// The trimming depends on the headers alone, so every copy of a result (the
+// first, a redelivered request's, recovery's from the ledger) is the same
+// record, byte for byte.
+const (
+	MaxResultHeaders     = 64
+	MaxResultHeaderBytes = 16 << 10
+	HeadersTrimmed       = "lightning-headers-trimmed"
+)
+
 // Record is the record to publish for a, or nil when there is none
 // (service.Deferred, or an answer of no known kind).
 //
-// A result goes to the output topic with its key and headers. A dead letter
-// goes to the dead-letter topic with the delivery's value and key, its
-// headers followed by error (the reason), detail, source-topic,
-// source-partition and source-offset.
+// A result goes to the output topic with its key and its headers, within
+// the bounds above. A dead letter goes to the dead-letter topic with the
+// delivery's value and key, its headers followed by error (the reason),
+// detail, source-topic, source-partition and source-offset.
 func (t Topics) Record(a service.Answer) *kgo.Record {
 	switch a := a.(type) {
 	case service.Result:
-		return &kgo.Record{Topic: t.Output, Key: a.Key, Headers: recordHeaders(a.Headers, 0), Value: a.Value}
+		return &kgo.Record{Topic: t.Output, Key: a.Key, Headers: resultHeaders(a.Headers), Value: a.Value}
 	case service.DeadLetter:
 		d := a.Delivery
 		headers := recordHeaders(d.Headers, 5)
@@ -58,6 +76,29 @@ func (t Topics) Record(a service.Answer) *kgo.Record {
 		return &kgo.Record{Topic: t.DLQ, Key: d.Key, Headers: headers, Value: d.Value}
 	}
 	return nil
+}
+
+// resultHeaders converts hs within MaxResultHeaders and
+// MaxResultHeaderBytes.
+func resultHeaders(hs []service.Header) []kgo.RecordHeader {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]kgo.RecordHeader, 0, min(len(hs), MaxResultHeaders)+1)
+	size, left := 0, 0
+	for _, h := range hs {
+		n := len(h.Key) + len(h.Value)
+		if len(out) == MaxResultHeaders || size+n > MaxResultHeaderBytes {
+			left++
+			continue
+		}
+		size += n
+		out = append(out, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	if left > 0 {
+		out = append(out, kgo.RecordHeader{Key: HeadersTrimmed, Value: strconv.AppendInt(nil, int64(left), 10)})
+	}
+	return out
 }
 
 // recordHeaders converts hs, leaving room for extra more.

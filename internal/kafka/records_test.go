@@ -2,7 +2,9 @@ package kafka_test
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -67,4 +69,66 @@ func TestDeferredHasNoRecord(t *testing.T) {
 	if rec := topics.Record(service.Deferred{}); rec != nil {
 		t.Fatalf("record %+v for a deferred answer", rec)
 	}
+}
+
+// A result carries at most 64 of its request's headers and at most 16 KiB of
+// their keys and values: each header is kept, in order, if it still fits,
+// and left off otherwise; lightning-headers-trimmed then follows with how
+// many were left off. The same headers always give the same record.
+func TestResultHeadersBounded(t *testing.T) {
+	hs := func(sizes ...int) []service.Header {
+		var out []service.Header
+		for i, n := range sizes {
+			out = append(out, service.Header{Key: fmt.Sprint("h", i), Value: bytes.Repeat([]byte("v"), n-len(fmt.Sprint("h", i)))})
+		}
+		return out
+	}
+	keys := func(rec *kgo.Record) (ks []string) {
+		for _, h := range rec.Headers {
+			ks = append(ks, h.Key+"="+strconv.Itoa(len(h.Value)))
+		}
+		return ks
+	}
+	sixtyFour := make([]int, 64)
+	for i := range sixtyFour {
+		sixtyFour[i] = 16 << 10 / 64
+	}
+	cases := []struct {
+		name    string
+		headers []service.Header
+		kept    []int // indexes of the request headers kept
+		trimmed string
+	}{
+		{"none", nil, nil, ""},
+		{"exactly the bounds", hs(sixtyFour...), seq(64), ""},
+		{"65 headers", hs(append(sixtyFour[:64:64], 5)...), seq(64), "1"},
+		{"one over the bytes", hs(16<<10-10, 11), []int{0}, "1"},
+		{"a large one among small ones", hs(100, 17<<10, 100), []int{0, 2}, "1"},
+		{"one of a megabyte", hs(1 << 20), nil, "1"},
+	}
+	for _, c := range cases {
+		r := service.Result{Value: []byte("sealed"), Key: []byte("k"), Headers: c.headers}
+		rec := topics.Record(r)
+		var want []kgo.RecordHeader
+		for _, i := range c.kept {
+			want = append(want, kgo.RecordHeader{Key: c.headers[i].Key, Value: c.headers[i].Value})
+		}
+		if c.trimmed != "" {
+			want = append(want, kgo.RecordHeader{Key: "lightning-headers-trimmed", Value: []byte(c.trimmed)})
+		}
+		if !slices.EqualFunc(rec.Headers, want, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) }) {
+			t.Errorf("%s: headers %q, want %q", c.name, keys(rec), keys(&kgo.Record{Headers: want}))
+		}
+		if again := topics.Record(r); !slices.EqualFunc(again.Headers, rec.Headers, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) }) {
+			t.Errorf("%s: the same result gave headers %q, then %q", c.name, keys(rec), keys(again))
+		}
+	}
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
