@@ -69,6 +69,12 @@ type Consumer struct {
 
 	mu    sync.Mutex
 	parts map[topicPartition]*partition
+
+	// The client of produceAlone, made on first need; the slot is held
+	// by whoever uses or closes it.
+	aloneSlot   chan struct{}
+	alone       *kgo.Client
+	aloneClosed bool
 }
 
 type topicPartition struct {
@@ -126,12 +132,12 @@ func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
 		slots:     make(chan struct{}, cfg.Concurrency),
 		commitNow: make(chan struct{}, 1),
 		parts:     make(map[topicPartition]*partition),
+		aloneSlot: make(chan struct{}, 1),
 	}
 	for range cfg.Concurrency {
 		c.workers = append(c.workers, newWorker())
 	}
 	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), // a new group misses no request
@@ -142,10 +148,7 @@ func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(0),
-		kgo.RecordDeliveryTimeout(30 * time.Second),
-	}, cfg.ClientOpts...)
+	}, c.producerOpts()...)
 	if cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
 	}
@@ -157,14 +160,35 @@ func New(cfg Config, newWorker func() Processor) (*Consumer, error) {
 	return c, nil
 }
 
+// producerOpts are the options of every client here: the brokers, how
+// answers are produced, and the extra options of Config.
+func (c *Consumer) producerOpts() []kgo.Opt {
+	return append([]kgo.Opt{
+		kgo.SeedBrokers(c.cfg.Brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(30 * time.Second),
+	}, c.cfg.ClientOpts...)
+}
+
 // Client is the underlying franz-go client (readiness checks use it).
 func (c *Consumer) Client() *kgo.Client { return c.cl }
 
 // Publish produces r on the output topic and waits for the broker's
 // acknowledgement: for answers given outside the consume loop (recovery),
-// which commit nothing.
+// which commit nothing. An error no retry fixes wraps
+// service.ErrUnpublishable; the request's own delivery then dead-letters a
+// summary in the consume loop, where its coordinates are known.
 func (c *Consumer) Publish(ctx context.Context, r service.Result) error {
-	return c.cl.ProduceSync(ctx, c.topics.Record(r)).FirstErr()
+	rec := c.topics.Record(r)
+	err := c.cl.ProduceSync(ctx, rec).FirstErr()
+	if err != nil && permanent(err) {
+		err = c.produceAlone(ctx, rec)
+	}
+	if err != nil && permanent(err) {
+		return fmt.Errorf("%w: %w", service.ErrUnpublishable, err)
+	}
+	return err
 }
 
 var _ service.Publisher = (*Consumer)(nil)
@@ -192,6 +216,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	<-committerDone
 	c.commitPending(context.Background())
 	c.cl.Close() // leaves the group; revoked() then finds nothing left to do
+	c.aloneSlot <- struct{}{}
+	if c.alone != nil {
+		c.alone.Close()
+	}
+	c.aloneClosed = true
+	<-c.aloneSlot
 	return err
 }
 
@@ -288,25 +318,124 @@ func (c *Consumer) handle(w Processor, j job) {
 			"topic", j.rec.Topic, "partition", j.rec.Partition, "offset", j.rec.Offset)
 		return
 	}
+	err = c.publish(ctx, out, j.rec)
+	if err != nil && !errors.Is(err, errReleased) {
+		err = c.publishSummary(ctx, a, j.rec, err)
+	}
+	if err != nil {
+		c.cfg.Log.Info("answer not published before the partition was released; the record will be redelivered", "topic", j.rec.Topic, "partition", j.rec.Partition, "offset", j.rec.Offset)
+		return
+	}
+	c.markDone(j.p, j.e)
+}
+
+// errReleased: the record's partition was released (revoked, lost, or the
+// consumer stopping) before its answer was acknowledged.
+var errReleased = errors.New("the partition was released first")
+
+// publish produces rec, the answer to src, and waits for the broker's
+// acknowledgement, retrying what a retry may fix until ctx ends. It returns
+// nil once rec is acknowledged, errReleased if ctx ended first, or an error
+// no retry fixes, confirmed on rec alone.
+func (c *Consumer) publish(ctx context.Context, rec, src *kgo.Record) error {
 	backoff := 100 * time.Millisecond
 	for {
-		err := c.cl.ProduceSync(ctx, out).FirstErr()
-		if err == nil {
-			break
+		err := c.cl.ProduceSync(ctx, rec).FirstErr()
+		if err != nil && permanent(err) {
+			err = c.produceAlone(ctx, rec)
 		}
-		if ctx.Err() != nil {
-			c.cfg.Log.Info("answer not published before the partition was released; the record will be redelivered", "topic", j.rec.Topic, "partition", j.rec.Partition, "offset", j.rec.Offset)
-			return
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return errReleased
+		case permanent(err):
+			return err
 		}
-		c.cfg.Log.Error("publishing answer failed; retrying", "topic", out.Topic, "source_partition", j.rec.Partition, "source_offset", j.rec.Offset, "error", err)
+		c.cfg.Log.Error("publishing answer failed; retrying", "topic", rec.Topic, "source_partition", src.Partition, "source_offset", src.Offset, "error", err)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			return
+			return errReleased
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
-	c.markDone(j.p, j.e)
+}
+
+// publishSummary dead-letters a bounded Summary of src in place of its answer
+// a, which no retry publishes (refused), so that the partition moves on. If
+// the summary cannot be published either, the record is skipped with an error
+// logged, since holding its offset would stop the partition for good; a
+// result so skipped stays in the ledger, and a copy of its request gets it.
+// It returns nil, or errReleased if ctx ended first.
+func (c *Consumer) publishSummary(ctx context.Context, a service.Answer, src *kgo.Record, refused error) error {
+	reason := ReasonUnpublishable
+	if errors.Is(refused, kerr.MessageTooLarge) || errors.Is(refused, kerr.RecordListTooLarge) {
+		reason = ReasonTooLarge
+	}
+	what := "result"
+	if dl, ok := a.(service.DeadLetter); ok {
+		what = fmt.Sprintf("dead letter (%s: %s)", dl.Reason, dl.Detail)
+	}
+	c.cfg.Log.Warn("answer cannot be published; dead-lettering a summary of the record", "topic", src.Topic, "partition", src.Partition,
+		"offset", src.Offset, "reason", reason, "answer", what, "error", refused)
+	detail := fmt.Sprintf("the %s of this record could not be published: %v", what, refused)
+	err := c.publish(ctx, c.topics.Summary(DeliveryOf(src), reason, detail), src)
+	if err != nil && !errors.Is(err, errReleased) {
+		c.cfg.Log.Error("neither the answer nor a summary of the record can be published; the record is skipped", "topic", src.Topic,
+			"partition", src.Partition, "offset", src.Offset, "error", refused, "summary_error", err)
+		return nil
+	}
+	return err
+}
+
+// produceAlone produces rec once more on a client of its own, one record at
+// a time so that no other record shares its batch, and returns that verdict.
+// When the broker refuses a batch, franz-go fails every record it had
+// buffered for that partition with the same error (recBuf.failAllRecords):
+// an answer batched with an oversized one gets MESSAGE_TOO_LARGE too. Only
+// rec alone tells whether the fault is its own.
+func (c *Consumer) produceAlone(ctx context.Context, rec *kgo.Record) error {
+	select {
+	case c.aloneSlot <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.aloneSlot }()
+	if c.aloneClosed {
+		return kgo.ErrClientClosed
+	}
+	if c.alone == nil {
+		cl, err := kgo.NewClient(c.producerOpts()...)
+		if err != nil {
+			return err
+		}
+		c.alone = cl
+	}
+	fresh := &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: rec.Headers}
+	return c.alone.ProduceSync(ctx, fresh).FirstErr()
+}
+
+// permanent reports whether err, from producing a record, is one no retry
+// fixes: Kafka's or franz-go's verdict on the record itself. franz-go fails
+// a record larger than ProducerBatchMaxBytes before sending it, with
+// kerr.MessageTooLarge wrapped; the broker refuses for good with
+// MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE, INVALID_RECORD,
+// TOPIC_AUTHORIZATION_FAILED and the other codes kerr marks not retriable.
+// The retriable ones (not the leader, not enough replicas, an unknown topic,
+// a dropped connection) franz-go retries itself until RecordDeliveryTimeout;
+// what it then gives up on for now (kgo.ErrRecordTimeout, ErrRecordRetries,
+// ErrMaxBuffered, ErrAborting, ErrClientClosed, which may wrap the last
+// broker error), a canceled context, and anything else are not permanent.
+func permanent(err error) bool {
+	for _, notYet := range []error{kgo.ErrRecordTimeout, kgo.ErrRecordRetries, kgo.ErrMaxBuffered, kgo.ErrAborting, kgo.ErrClientClosed,
+		context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, notYet) {
+			return false
+		}
+	}
+	ke, ok := errors.AsType[*kerr.Error](err)
+	return ok && !ke.Retriable
 }
 
 // markDone makes every contiguous finished offset at the head of the

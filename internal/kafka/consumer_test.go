@@ -77,8 +77,10 @@ func TestCommitWaitsForAnswerAck(t *testing.T) {
 }
 
 // TestFailedAnswerIsRetriedNotCommitted: the broker rejects the answer's
-// produce three times; meanwhile nothing is committed, then the answer is
-// published once and committed, without running the request again.
+// produce three times with NOT_ENOUGH_REPLICAS, which a retry may fix (the
+// client, told to retry nothing itself, hands each failure over); meanwhile
+// nothing is committed, then the answer is published once and committed,
+// without running the request again.
 func TestFailedAnswerIsRetriedNotCommitted(t *testing.T) {
 	const failures = 3
 	h := newHarness(t, 1)
@@ -98,11 +100,11 @@ func TestFailedAnswerIsRetriedNotCommitted(t *testing.T) {
 		if n == failures {
 			close(allFailed)
 		}
-		return produceError(kreq.(*kmsg.ProduceRequest), kerr.InvalidRecord.Code), nil, true
+		return produceError(kreq.(*kmsg.ProduceRequest), kerr.NotEnoughReplicas.Code), nil, true
 	})
 
 	p := newFakeProcessor()
-	h.run(kafka.Config{Concurrency: 4}, p)
+	h.run(kafka.Config{Concurrency: 4, ClientOpts: []kgo.Opt{kgo.RecordRetries(0)}}, p)
 
 	select {
 	case <-allFailed:

@@ -150,6 +150,10 @@ func newHarness(t *testing.T, partitions int32) *harness {
 		kgo.SeedBrokers(cluster.ListenAddrs()...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
+		// As large as the broker takes by default (message.max.bytes,
+		// 1048588), above franz-go's own default of 1000012: inputs may
+		// be as large as anyone may write.
+		kgo.ProducerBatchMaxBytes(1<<20),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +185,26 @@ type running struct {
 // run starts a consumer of the in topic for the group, stopped at cleanup.
 func (h *harness) run(cfg kafka.Config, p kafka.Processor) *running {
 	h.t.Helper()
+	return h.start(h.consumer(cfg, p))
+}
+
+// start runs c, stopped at cleanup.
+func (h *harness) start(c *kafka.Consumer) *running {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{t: h.t, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- c.Run(ctx) }()
+	h.t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+// consumer is a consumer of the in topic for the group, not yet running.
+func (h *harness) consumer(cfg kafka.Config, p kafka.Processor) *kafka.Consumer {
+	h.t.Helper()
 	cfg.Brokers = h.cluster.ListenAddrs()
 	cfg.Group = group
 	cfg.Topic = inTopic
@@ -195,15 +219,7 @@ func (h *harness) run(cfg kafka.Config, p kafka.Processor) *running {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{t: h.t, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- c.Run(ctx) }()
-	h.t.Cleanup(func() {
-		if err := r.stop(); err != nil {
-			h.t.Errorf("Run: %v", err)
-		}
-	})
-	return r
+	return c
 }
 
 // stop cancels Run and waits for it to return.
@@ -315,9 +331,25 @@ func (h *harness) waitAnswered(keys ...string) {
 
 func (h *harness) consumeOut(enough func(*kgo.Record) bool, what string) {
 	h.t.Helper()
+	h.consume(outTopic, enough, what)
+}
+
+// readTopic reads topic from the start until it has n records.
+func (h *harness) readTopic(topic string, n int) []*kgo.Record {
+	h.t.Helper()
+	var got []*kgo.Record
+	h.consume(topic, func(rec *kgo.Record) bool {
+		got = append(got, rec)
+		return len(got) >= n
+	}, fmt.Sprintf("%d records", n))
+	return got
+}
+
+func (h *harness) consume(topic string, enough func(*kgo.Record) bool, what string) {
+	h.t.Helper()
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(h.cluster.ListenAddrs()...),
-		kgo.ConsumeTopics(outTopic),
+		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(50*time.Millisecond),
 	)
@@ -330,10 +362,10 @@ func (h *harness) consumeOut(enough func(*kgo.Record) bool, what string) {
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			h.t.Fatalf("timed out reading %s from %s", what, outTopic)
+			h.t.Fatalf("timed out reading %s from %s", what, topic)
 		}
 		if err := fs.Err0(); err != nil {
-			h.t.Fatalf("reading %s: %v", outTopic, err)
+			h.t.Fatalf("reading %s: %v", topic, err)
 		}
 		for it := fs.RecordIter(); !it.Done(); {
 			if enough(it.Next()) {

@@ -1,7 +1,10 @@
 package kafka
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -76,6 +79,61 @@ func (t Topics) Record(a service.Answer) *kgo.Record {
 		return &kgo.Record{Topic: t.DLQ, Key: d.Key, Headers: headers, Value: d.Value}
 	}
 	return nil
+}
+
+// The reasons this package dead-letters a record with, beside the service's
+// (malformed, bad_signature, stale_timestamp): its answer could not be
+// published, and a Summary takes the answer's place.
+const (
+	// ReasonTooLarge: the answer (the record's dead letter, or its result)
+	// is larger than the producer or the broker takes.
+	ReasonTooLarge = "too_large"
+	// ReasonUnpublishable: the broker refuses the answer for good for
+	// another reason (an invalid record, no authorization on the topic).
+	ReasonUnpublishable = "unpublishable"
+)
+
+// The bounds of a Summary.
+const (
+	SummaryValueBytes  = 1024 // how much of the record's value a summary keeps
+	SummaryKeyBytes    = 1024 // the longest key a summary keeps; a longer one is left off
+	summaryDetailBytes = 1024
+)
+
+// Summary is the dead letter that takes the place of src's answer when no
+// retry can publish that answer, bounded whatever src's size: on the
+// dead-letter topic, the first SummaryValueBytes of src's value, src's key if
+// it is at most SummaryKeyBytes, and the headers error (the reason), detail,
+// source-topic, source-partition, source-offset, original-size (the bytes of
+// src's key, value, and headers' keys and values) and value-sha256 (the hex
+// SHA-256 of src's whole value). None of src's own headers is kept.
+func (t Topics) Summary(src service.Delivery, reason, detail string) *kgo.Record {
+	size := len(src.Key) + len(src.Value)
+	for _, h := range src.Headers {
+		size += len(h.Key) + len(h.Value)
+	}
+	sum := sha256.Sum256(src.Value)
+	var key []byte
+	if len(src.Key) <= SummaryKeyBytes {
+		key = src.Key
+	}
+	if len(detail) > summaryDetailBytes {
+		detail = strings.ToValidUTF8(detail[:summaryDetailBytes], "")
+	}
+	return &kgo.Record{
+		Topic: t.DLQ,
+		Key:   key,
+		Value: src.Value[:min(len(src.Value), SummaryValueBytes)],
+		Headers: []kgo.RecordHeader{
+			{Key: "error", Value: []byte(reason)},
+			{Key: "detail", Value: []byte(detail)},
+			{Key: "source-topic", Value: []byte(src.Topic)},
+			{Key: "source-partition", Value: strconv.AppendInt(nil, int64(src.Partition), 10)},
+			{Key: "source-offset", Value: strconv.AppendInt(nil, src.Offset, 10)},
+			{Key: "original-size", Value: strconv.AppendInt(nil, int64(size), 10)},
+			{Key: "value-sha256", Value: hex.AppendEncode(nil, sum[:])},
+		},
+	}
 }
 
 // resultHeaders converts hs within MaxResultHeaders and

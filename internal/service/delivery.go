@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -56,7 +57,12 @@ func (DeadLetter) answer() {}
 func (Deferred) answer()   {}
 
 // Publisher publishes a result outside the consume loop (recovery) and
-// returns once the transport has acknowledged it.
+// returns once the transport has acknowledged it. An error wrapping
+// ErrUnpublishable means no retry will publish r (the transport refuses it
+// for good, e.g. as too large); any other error may pass with a retry.
 type Publisher interface {
 	Publish(ctx context.Context, r Result) error
 }
+
+// ErrUnpublishable: see Publisher.
+var ErrUnpublishable = errors.New("the transport refuses this result, however often it is tried")

@@ -1,0 +1,4 @@
+package kafka
+
+// Permanent is permanent, for the tests.
+var Permanent = permanent
