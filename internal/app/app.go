@@ -36,6 +36,9 @@ const EmbeddedPartitions = 4
 // ready, if not nil, is called once the service is consuming, with the
 // brokers it uses.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(brokers []string)) error {
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	brokers := cfg.KafkaBrokers
 	if len(brokers) == 0 {
 		emb, err := kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, EmbeddedPartitions, cfg.InputTopic, cfg.OutputTopic, cfg.DLQTopic)

@@ -274,6 +274,34 @@ func (c *Config) crossCheck() []error {
 	return errs
 }
 
+// MinHMACKeyBytes is the shortest HMAC key not warned about: HMAC-SHA256's
+// own output size, below which a key is easier to guess than the MAC.
+const MinHMACKeyBytes = 32
+
+// Warnings are what the configuration allows but should not: an HMAC key
+// shorter than MinHMACKeyBytes. Each names its variable, never a key.
+func (c *Config) Warnings() []string {
+	var w []string
+	if len(c.HMACKey) < MinHMACKeyBytes {
+		w = append(w, fmt.Sprintf("LIGHTNING_HMAC_KEY is shorter than %d bytes: a short key is easier to guess; use %d random bytes or more", MinHMACKeyBytes, MinHMACKeyBytes))
+	}
+	var short []string
+	for i, k := range c.HMACPreviousKeys {
+		if len(k) < MinHMACKeyBytes {
+			short = append(short, strconv.Itoa(i+1))
+		}
+	}
+	if len(short) > 0 {
+		which := "key " + short[0] + " is"
+		if n := len(short); n > 1 {
+			which = "keys " + strings.Join(short[:n-1], ", ") + " and " + short[n-1] + " are"
+		}
+		w = append(w, fmt.Sprintf("LIGHTNING_HMAC_PREVIOUS_KEYS: %s (of %d) shorter than %d bytes: a short key is easier to guess; retire it once callers have moved on",
+			which, len(c.HMACPreviousKeys), MinHMACKeyBytes))
+	}
+	return w
+}
+
 // Usage lists every variable with its flag, default and meaning.
 func Usage() string {
 	var b strings.Builder

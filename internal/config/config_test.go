@@ -126,3 +126,36 @@ func TestRequiredAndCrossChecks(t *testing.T) {
 		t.Errorf("empty LIGHTNING_HTTP_ADDR should disable HTTP: %v", err)
 	}
 }
+
+// A key shorter than 32 bytes is allowed but warned about: one line for the
+// current key, one for the rotated-out keys, each naming its variable and
+// never a key.
+func TestShortHMACKeysWarned(t *testing.T) {
+	long := strings.Repeat("k", 32)
+	e := validEnv(t)
+	e["LIGHTNING_HMAC_KEY"] = long
+	e["LIGHTNING_HMAC_PREVIOUS_KEYS"] = long + "-old," + long + "-older"
+	c, err := Load(nil, env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("keys of 32 bytes and more: warnings %q, want none", w)
+	}
+
+	e["LIGHTNING_HMAC_KEY"] = "short-current-key-do-not-print"
+	e["LIGHTNING_HMAC_PREVIOUS_KEYS"] = long + ",short-old-key-do-not-print,old2-do-not-print"
+	if c, err = Load(nil, env(e)); err != nil {
+		t.Fatal(err)
+	}
+	w := c.Warnings()
+	if len(w) != 2 || !strings.Contains(w[0], "LIGHTNING_HMAC_KEY") || !strings.Contains(w[1], "LIGHTNING_HMAC_PREVIOUS_KEYS") ||
+		!strings.Contains(w[0], "32 bytes") || !strings.Contains(w[1], "2 and 3") {
+		t.Errorf("warnings %q, want one naming LIGHTNING_HMAC_KEY and one naming keys 2 and 3 of LIGHTNING_HMAC_PREVIOUS_KEYS", w)
+	}
+	for _, line := range w {
+		if strings.Contains(line, "do-not-print") {
+			t.Errorf("a warning shows a key: %q", line)
+		}
+	}
+}
