@@ -97,6 +97,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(b
 			log.Warn("could not create topics; they must exist already", "error", err)
 		}
 	}
+	if cfg.ClockReference == "broker" {
+		if err := requireAppendTime(ctx, consumer.Client(), cfg.InputTopic); err != nil {
+			consumer.Client().Close() // Run, which would close it, does not run
+			return err
+		}
+	}
 
 	if cfg.HTTPAddr != "" {
 		srv := &http.Server{Addr: cfg.HTTPAddr, Handler: httpHandler(reg, consumer, node), ReadHeaderTimeout: 5 * time.Second}
@@ -110,10 +116,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(b
 			defer cancel()
 			_ = srv.Shutdown(shutdownCtx)
 		}()
-	}
-
-	if cfg.ClockReference == "broker" {
-		warnUnlessAppendTime(ctx, consumer.Client(), cfg.InputTopic, log)
 	}
 
 	// Recovery runs beside the consumer and stops with it.
@@ -226,21 +228,33 @@ func (r *Running) Stop() error {
 	return <-r.done
 }
 
-// warnUnlessAppendTime warns when the input topic's records carry the
-// producer's time: judging freshness by the broker's clock then trusts the
-// caller's clock instead.
-func warnUnlessAppendTime(ctx context.Context, cl *kgo.Client, topic string, log *slog.Logger) {
+// requireAppendTime returns an error unless the input topic's records carry
+// the time the broker appended them (message.timestamp.type=LogAppendTime).
+// With LIGHTNING_CLOCK_REFERENCE=broker a request's freshness is judged by
+// its record's timestamp; on a CreateTime topic the producer sets it, so a
+// captured request written again later would pass as fresh. The embedded
+// broker reports CreateTime, and keeps the producer's time whatever the
+// topic's setting.
+func requireAppendTime(ctx context.Context, cl *kgo.Client, topic string) error {
+	const need = "LIGHTNING_CLOCK_REFERENCE=broker needs message.timestamp.type=LogAppendTime on the input topic"
 	rcs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, topic)
+	var rc kadm.ResourceConfig
 	if err == nil {
-		var rc kadm.ResourceConfig
-		if rc, err = rcs.On(topic, nil); err == nil && rc.Err == nil {
-			for _, c := range rc.Configs {
-				if c.Key == "message.timestamp.type" && c.MaybeValue() == "LogAppendTime" {
-					return
-				}
-			}
+		if rc, err = rcs.On(topic, nil); err == nil {
+			err = rc.Err
 		}
 	}
-	log.Warn("LIGHTNING_CLOCK_REFERENCE=broker, but the input topic's records may carry the producer's time, not the broker's: set message.timestamp.type=LogAppendTime on it",
-		"topic", topic, "error", err)
+	if err != nil {
+		return fmt.Errorf("%s %q, whose configuration could not be read: %w", need, topic, err)
+	}
+	for _, c := range rc.Configs {
+		if c.Key == "message.timestamp.type" {
+			if v := c.MaybeValue(); v != "LogAppendTime" {
+				return fmt.Errorf("%s %q, which has %s: its records carry the time their producer chose; set it (kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config message.timestamp.type=LogAppendTime) or use LIGHTNING_CLOCK_REFERENCE=service",
+					need, topic, v, topic)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %q, whose configuration does not say", need, topic)
 }
