@@ -43,6 +43,7 @@ type Record struct {
 	PaymentRequest string // the BOLT11 string, so that any owner can resume it
 	State          State
 	Final          bool   // answered: Result is the sealed result
+	Unpublished    bool   // Final, but its result not yet published (End)
 	Result         []byte // set when Final
 	Owner          string // the instance that owns the request's work, while not Final
 	LeaseUntil     time.Time
@@ -87,6 +88,11 @@ type End struct {
 	// the hash (Sending), Waiting for one that never did.
 	State  State
 	Result []byte // the sealed result
+	// Unpublished: no worker is waiting to publish the result, so the
+	// owner publishes it and then calls Published; until then the request
+	// keeps its owner and lease, and an owner that stops before
+	// publishing leaves it to Orphans.
+	Unpublished bool
 }
 
 // ErrLeaseLost: the request is owned by another instance now (its lease
@@ -128,6 +134,10 @@ type Store interface {
 	// result stored is the answer.
 	End(ctx context.Context, e End) (Record, error)
 
+	// Published records that the result of request id, ended Unpublished,
+	// was acknowledged by the broker.
+	Published(ctx context.Context, id string) error
+
 	// Renew extends to until the lease of every request owner owns that is
 	// not Final: one write, however many.
 	Renew(ctx context.Context, owner string, until time.Time) error
@@ -139,7 +149,11 @@ type Store interface {
 	// ErrNotRecorded.
 	Holder(ctx context.Context, hash lightning.Hash) (Record, error)
 
-	// Orphans returns, oldest first, the pay requests not Final whose
-	// lease ended before now: the work of owners that stopped.
+	// Waiters returns the Waiting requests for hash that are not Final.
+	Waiters(ctx context.Context, hash lightning.Hash) ([]Record, error)
+
+	// Orphans returns, oldest first, the pay requests not Final, or Final
+	// and Unpublished, whose lease ended before now: the work of owners
+	// that stopped.
 	Orphans(ctx context.Context, now time.Time) ([]Record, error)
 }
