@@ -27,7 +27,7 @@ func (s *store) Payments() payment.Store { return payments{s} }
 const payTask = "pay"
 
 const recordColumns = `id, COALESCE(payment_hash, ''), COALESCE(payment_request, ''), state, pay_state, COALESCE(owner, ''), lease_until,
-	record_key, record_headers, result, created_at, updated_at`
+	unpublished, record_key, record_headers, result, created_at, updated_at`
 
 const (
 	qRecord       = `SELECT ` + recordColumns + ` FROM requests WHERE id = $1`
@@ -40,13 +40,21 @@ const (
 	qPayLease = `UPDATE requests SET owner = $2, lease_until = $3, updated_at = $4,
 			payment_hash = COALESCE(payment_hash, $5), payment_request = COALESCE(payment_request, $6)
 		WHERE id = $1 AND state = 'pending'`
-	qPayTake = `UPDATE requests SET owner = $2, lease_until = $3, updated_at = $4 WHERE id = $1 AND state = 'pending' AND task = 'pay'`
+	qPayTake = `UPDATE requests SET owner = $2, lease_until = $3, updated_at = $4
+		WHERE id = $1 AND (state = 'pending' OR unpublished = 1) AND task = 'pay'`
 	qPaySend = `UPDATE requests SET pay_state = 'sending', updated_at = $2 WHERE id = $1 AND state = 'pending' AND pay_state = ''`
-	qPayEnd  = `UPDATE requests SET state = 'final', result = $3, pay_state = $4, owner = NULL, lease_until = 0, updated_at = $5
+	// qPayEnd ends a request; one ended unpublished ($6 = 1) keeps its
+	// owner and lease until Published.
+	qPayEnd = `UPDATE requests SET state = 'final', result = $3, pay_state = $4, unpublished = $6, updated_at = $5,
+			owner = CASE WHEN $6 = 1 THEN owner ELSE NULL END, lease_until = CASE WHEN $6 = 1 THEN lease_until ELSE 0 END
 		WHERE id = $1 AND owner = $2 AND state = 'pending'`
-	qPayRenew   = `UPDATE requests SET lease_until = $2, updated_at = $3 WHERE owner = $1 AND state = 'pending' AND task = 'pay'`
+	qPayPublished = `UPDATE requests SET unpublished = 0, owner = NULL, lease_until = 0, updated_at = $2 WHERE id = $1 AND unpublished = 1`
+	qPayRenew     = `UPDATE requests SET lease_until = $2, updated_at = $3
+		WHERE owner = $1 AND (state = 'pending' OR unpublished = 1) AND task = 'pay'`
 	qPayOrphans = `SELECT ` + recordColumns + ` FROM requests
-		WHERE state = 'pending' AND task = 'pay' AND lease_until < $1 ORDER BY created_at, id`
+		WHERE (state = 'pending' OR unpublished = 1) AND task = 'pay' AND lease_until < $1 ORDER BY created_at, id`
+	qPayWaiters = `SELECT ` + recordColumns + ` FROM requests
+		WHERE payment_hash = $1 AND state = 'pending' AND pay_state = '' AND task = 'pay' ORDER BY created_at, id`
 )
 
 func scanRecord(row scanner) (payment.Record, error) {
@@ -54,9 +62,9 @@ func scanRecord(row scanner) (payment.Record, error) {
 		r                              payment.Record
 		hash, state, payState, headers string
 		key, result                    []byte
-		lease, created, updated        int64
+		lease, unpub, created, updated int64
 	)
-	err := row.Scan(&r.ID, &hash, &r.PaymentRequest, &state, &payState, &r.Owner, &lease, &key, &headers, &result, &created, &updated)
+	err := row.Scan(&r.ID, &hash, &r.PaymentRequest, &state, &payState, &r.Owner, &lease, &unpub, &key, &headers, &result, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return payment.Record{}, payment.ErrNotRecorded
 	}
@@ -69,7 +77,7 @@ func scanRecord(row scanner) (payment.Record, error) {
 		}
 	}
 	r.State, r.Final = payment.State(payState), state == string(Final)
-	r.Key, r.Result = key, result
+	r.Key, r.Result, r.Unpublished = key, result, unpub == 1
 	if lease != 0 {
 		r.LeaseUntil = time.UnixMilli(lease)
 	}
@@ -205,7 +213,7 @@ func (p payments) Take(ctx context.Context, id, owner string, until time.Time) (
 		if rec, err = p.lock(ctx, tx, id); err != nil {
 			return unlessNotRecorded(err, &fail)
 		}
-		if rec.Final || leasedToOther(rec, owner, t) {
+		if (rec.Final && !rec.Unpublished) || leasedToOther(rec, owner, t) {
 			return nil
 		}
 		res, err := p.s.exec(ctx, tx, qPayTake, id, owner, until.UnixMilli(), t)
@@ -305,7 +313,11 @@ func (p payments) End(ctx context.Context, e payment.End) (payment.Record, error
 			}
 			outcome = e.State
 		}
-		if _, err := p.s.exec(ctx, tx, qPayEnd, e.ID, e.Owner, e.Result, string(outcome), now()); err != nil {
+		unpublished := 0
+		if e.Unpublished {
+			unpublished = 1
+		}
+		if _, err := p.s.exec(ctx, tx, qPayEnd, e.ID, e.Owner, e.Result, string(outcome), now(), unpublished); err != nil {
 			return err
 		}
 		stored, err = p.record(ctx, tx, e.ID)
@@ -334,6 +346,17 @@ func (p payments) Renew(ctx context.Context, owner string, until time.Time) erro
 	return nil
 }
 
+func (p payments) Published(ctx context.Context, id string) error {
+	err := p.s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := p.s.exec(ctx, tx, qPayPublished, id, now())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: recording the published result of request %s: %w", id, err)
+	}
+	return nil
+}
+
 func (p payments) Get(ctx context.Context, id string) (payment.Record, error) {
 	r, err := p.record(ctx, nil, id)
 	if err != nil && !errors.Is(err, payment.ErrNotRecorded) {
@@ -351,13 +374,22 @@ func (p payments) Holder(ctx context.Context, hash lightning.Hash) (payment.Reco
 }
 
 func (p payments) Orphans(ctx context.Context, now time.Time) ([]payment.Record, error) {
-	st, err := p.s.prepared(qPayOrphans)
+	return p.list(ctx, "orphaned pay requests", qPayOrphans, now.UnixMilli())
+}
+
+func (p payments) Waiters(ctx context.Context, hash lightning.Hash) ([]payment.Record, error) {
+	return p.list(ctx, "pay requests waiting for "+hash.String(), qPayWaiters, hash.String())
+}
+
+// list runs a prepared query for records.
+func (p payments) list(ctx context.Context, what, query string, args ...any) ([]payment.Record, error) {
+	st, err := p.s.prepared(query)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: listing orphaned pay requests: %w", err)
+		return nil, fmt.Errorf("ledger: listing %s: %w", what, err)
 	}
-	rows, err := st.QueryContext(ctx, now.UnixMilli())
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: listing orphaned pay requests: %w", err)
+		return nil, fmt.Errorf("ledger: listing %s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []payment.Record
@@ -369,7 +401,7 @@ func (p payments) Orphans(ctx context.Context, now time.Time) ([]payment.Record,
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("ledger: listing orphaned pay requests: %w", err)
+		return nil, fmt.Errorf("ledger: listing %s: %w", what, err)
 	}
 	return out, nil
 }

@@ -632,3 +632,68 @@ func TestPayOrphans(t *testing.T) {
 		}
 	})
 }
+
+// A request ended unpublished keeps its owner's lease until Published; its
+// owner stopping before that leaves it to Orphans, and to Take.
+func TestPayEndUnpublished(t *testing.T) {
+	each(t, func(t *testing.T, s store) {
+		p := s.open(t).Payments()
+		rid, h := id(t), newHash(t)
+		mustClaim(t, p, claimOf(rid, h, "a", live()))
+		r := mustEnd(t, p, payment.End{ID: rid, Owner: "a", State: payment.Paid, Result: []byte("r1"), Unpublished: true})
+		if !r.Final || !r.Unpublished || r.Owner != "a" || r.State != payment.Paid {
+			t.Fatalf("ended unpublished: %+v", r)
+		}
+		if err := p.Renew(ctx, "a", expired()); err != nil {
+			t.Fatal(err)
+		}
+		orphans, err := p.Orphans(ctx, time.Now())
+		if err != nil || len(orphans) != 1 || orphans[0].ID != rid || !orphans[0].Unpublished {
+			t.Fatalf("Orphans after the owner stopped: %+v, %v; want the unpublished request", orphans, err)
+		}
+		taken, ok, err := p.Take(ctx, rid, "b", live())
+		if err != nil || !ok || taken.Owner != "b" || string(taken.Result) != "r1" {
+			t.Fatalf("Take of an unpublished result: %+v, %v, %v", taken, ok, err)
+		}
+		if err := p.Published(ctx, rid); err != nil {
+			t.Fatal(err)
+		}
+		r = mustGet(t, p, rid)
+		if r.Unpublished || r.Owner != "" || !r.LeaseUntil.IsZero() || string(r.Result) != "r1" {
+			t.Fatalf("after Published: %+v", r)
+		}
+		if orphans, _ := p.Orphans(ctx, time.Now().Add(time.Hour)); len(orphans) != 0 {
+			t.Fatalf("Orphans lists a published request: %+v", orphans)
+		}
+		if _, ok, _ := p.Take(ctx, rid, "c", live()); ok {
+			t.Fatal("Take of a published final request succeeded")
+		}
+	})
+}
+
+// Waiters lists the requests waiting for a hash, not its holder and not
+// those answered.
+func TestPayWaiters(t *testing.T) {
+	each(t, func(t *testing.T, s store) {
+		p := s.open(t).Payments()
+		h, other := newHash(t), newHash(t)
+		holder, w1, w2, done := id(t), id(t), id(t), id(t)
+		mustClaim(t, p, claimOf(holder, h, "a", live()))
+		mustClaim(t, p, claimOf(w1, h, "a", live()))
+		mustClaim(t, p, claimOf(w2, h, "b", live()))
+		mustClaim(t, p, claimOf(done, h, "a", live()))
+		mustEnd(t, p, payment.End{ID: done, Owner: "a", State: payment.Waiting, Result: []byte("already paid")})
+		mustClaim(t, p, claimOf(id(t), other, "a", live()))
+		ws, err := p.Waiters(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, w := range ws {
+			got[w.ID] = true
+		}
+		if len(ws) != 2 || !got[w1] || !got[w2] {
+			t.Fatalf("Waiters = %+v, want %s and %s", ws, w1[:8], w2[:8])
+		}
+	})
+}

@@ -85,7 +85,7 @@ const (
 )
 
 var statements = []string{qBegin, qGet, qHolder, qClaim, qEndPayment, qFinish, qUnfinished,
-	qRecord, qLockRecord, qRecordHolder, qPayClaim, qPayLease, qPayTake, qPaySend, qPayEnd, qPayRenew, qPayOrphans}
+	qRecord, qLockRecord, qRecordHolder, qPayClaim, qPayLease, qPayTake, qPaySend, qPayEnd, qPayPublished, qPayRenew, qPayOrphans, qPayWaiters}
 
 // prepare prepares every statement; the store's methods then only look
 // them up, so no statement is prepared while a transaction holds a
