@@ -22,6 +22,7 @@ import (
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lnd"
+	"lightning-service/internal/payment"
 	"lightning-service/internal/service"
 	"lightning-service/internal/task"
 	"lightning-service/internal/wire"
@@ -118,12 +119,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(b
 		}()
 	}
 
-	// Recovery runs beside the consumer and stops with it.
-	recovery := &service.Recovery{Service: svc, Publisher: consumer, Interval: cfg.RecoveryInterval, Alert: cfg.PendingAlert}
-	recoveryCtx, stopRecovery := context.WithCancel(ctx)
-	recovered := make(chan struct{})
-	go func() { defer close(recovered); recovery.Run(recoveryCtx) }()
-	defer func() { stopRecovery(); <-recovered }()
+	// The payment owner and the ledger's watch run beside the consumer and
+	// stop after it: payments it handed over go on while it drains.
+	svc.Publisher = consumer
+	defer RunPayments(svc)()
+	watch := &service.Watch{Service: svc, Interval: cfg.RecoveryInterval, Alert: cfg.PendingAlert}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() { defer close(watched); watch.Run(watchCtx) }()
+	defer func() { stopWatch(); <-watched }()
 
 	log.Info("lightning-service consuming", "brokers", brokers, "input", cfg.InputTopic, "output", cfg.OutputTopic,
 		"dlq", cfg.DLQTopic, "group", cfg.ConsumerGroup, "lnd", cfg.LNDAddress, "network", networkOrNode(cfg.Network),
@@ -151,27 +155,51 @@ func NewService(cfg *config.Config, node lightning.Node, lg ledger.Ledger, log *
 	for _, k := range cfg.HMACPreviousKeys {
 		keys.Previous = append(keys.Previous, []byte(k))
 	}
-	return &service.Service{
+	svc := &service.Service{
 		Keys:            keys,
 		MaxSkew:         cfg.MaxClockSkew,
 		ClockFromBroker: cfg.ClockReference == "broker",
 		Network:         network,
 		Ledger:          lg,
-		Payer: &task.Payer{
-			Node:     node,
-			Ledger:   lg,
-			Network:  network,
-			FeeLimit: task.FeeLimit{FloorSat: cfg.PayFeeLimitSat, PPM: cfg.PayFeeLimitPPM},
-			Timeout:  cfg.PayTimeout,
-			Retry:    retry,
-			Now:      time.Now,
-			Log:      log,
+		Creator:         &task.Creator{Node: node, Secret: []byte(cfg.PreimageSecret), Retry: retry},
+		Now:             time.Now,
+		Log:             log,
+		Metrics:         metrics,
+	}
+	owner := payment.New(payment.Config{
+		Node:  node,
+		Store: lg.Payments(),
+		Decode: func(ctx context.Context, pr string) (lightning.PayReq, error) {
+			params, err := network.Params(ctx)
+			if err != nil {
+				return lightning.PayReq{}, err
+			}
+			return lightning.Decode(pr, params)
 		},
-		Creator: &task.Creator{Node: node, Secret: []byte(cfg.PreimageSecret), Retry: retry},
-		Now:     time.Now,
-		Log:     log,
-		Metrics: metrics,
-	}, nil
+		Seal:         svc.SealPayment,
+		Publish:      svc.PublishPayment,
+		FeeLimit:     payment.FeeLimit{FloorSat: cfg.PayFeeLimitSat, PPM: cfg.PayFeeLimitPPM},
+		RouteTimeout: cfg.PayTimeout,
+		Retry:        payment.Retry{Budget: retry.Budget, Initial: retry.Initial, Max: retry.Max},
+		Lease:        cfg.PaymentLease,
+		HandOff:      cfg.PayHandOff,
+		Sweep:        cfg.RecoveryInterval,
+		Alert:        cfg.PendingAlert,
+		Log:          log,
+	})
+	svc.Payer = &task.Payer{Owner: owner, Network: network}
+	metrics.WatchPayments(owner.InFlight)
+	return svc, nil
+}
+
+// RunPayments runs the payment owner of svc until the returned stop is
+// called; stop waits for it to end. The owner must run while svc
+// processes pay requests, and svc.Publisher must be set first.
+func RunPayments(svc *service.Service) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); svc.Payer.Owner.Run(ctx) }()
+	return func() { cancel(); <-done }
 }
 
 func ledgerName(cfg *config.Config) string {

@@ -44,6 +44,8 @@ type Config struct {
 	DatabaseURL       string // PostgreSQL ledger; empty: SQLite in DataDir
 	ClockReference    string // "service" or "broker"
 	RecoveryInterval  time.Duration
+	PaymentLease      time.Duration
+	PayHandOff        time.Duration
 	PendingAlert      time.Duration
 	LogLevel          string
 }
@@ -186,8 +188,19 @@ var settings = []setting{
 		}
 		return nil
 	}},
-	{env: "LIGHTNING_RECOVERY_INTERVAL", def: "30s", help: "how often payments left unfinished (by a crash, an outage) are tracked to their end and answered", set: func(c *Config, v string) (err error) {
+	{env: "LIGHTNING_RECOVERY_INTERVAL", def: "5s", help: "how often pay requests whose owner stopped (a crash, another instance gone) are looked for and taken over", set: func(c *Config, v string) (err error) {
 		c.RecoveryInterval, err = positiveDuration(v)
+		return err
+	}},
+	{env: "LIGHTNING_PAYMENT_LEASE", def: "30s", help: "how long an instance owns a pay request without renewing its lease; then another may take it over. Longer than any pause of a live instance and than the instances' clock skew", set: func(c *Config, v string) (err error) {
+		c.PaymentLease, err = positiveDuration(v)
+		if err == nil && c.PaymentLease < time.Second {
+			err = errors.New("must be at least 1s")
+		}
+		return err
+	}},
+	{env: "LIGHTNING_PAY_HANDOFF", def: "10s", help: "how long a worker waits for a payment's outcome; a payment still in flight then is answered by its owner when it ends, and the worker moves on", set: func(c *Config, v string) (err error) {
+		c.PayHandOff, err = positiveDuration(v)
 		return err
 	}},
 	{env: "LIGHTNING_PENDING_ALERT", def: "10m", help: "a request unfinished for longer than this is logged and counted in lightning_ledger_overdue_requests", set: func(c *Config, v string) (err error) {

@@ -37,7 +37,7 @@ func TestDefaults(t *testing.T) {
 	if c.InputTopic != "lightning-service" || c.OutputTopic != "celery" || c.DLQTopic != "lightning-service-dlq" ||
 		c.MaxClockSkew != 300*time.Second || c.Concurrency != 64 || c.EmbeddedKafkaAddr != "127.0.0.1:9092" ||
 		len(c.KafkaBrokers) != 0 || c.PayTimeout != time.Minute || c.DataDir != "data" || c.DatabaseURL != "" ||
-		c.ClockReference != "service" || c.RecoveryInterval != 30*time.Second || c.PendingAlert != 10*time.Minute {
+		c.ClockReference != "service" || c.RecoveryInterval != 5*time.Second || c.PaymentLease != 30*time.Second || c.PayHandOff != 10*time.Second || c.PendingAlert != 10*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

@@ -41,8 +41,9 @@ type Config struct {
 	Store Store // wrapped once in Retrying by New
 	// Decode decodes a payment request stored in the ledger, to resume it.
 	Decode func(ctx context.Context, pr string) (lightning.PayReq, error)
-	// Seal turns the outcome of request id into its sealed result.
-	Seal func(id string, out Outcome) ([]byte, error)
+	// Seal turns the outcome of request id, for the invoice with hash,
+	// into its sealed result.
+	Seal func(id string, hash lightning.Hash, out Outcome) ([]byte, error)
 	// Publish publishes the stored result of a request no worker waits
 	// for, with its record's key and headers, and returns once the broker
 	// acknowledged it.
@@ -315,7 +316,7 @@ func (o *Owner) drive(r *run, a *attempt) {
 	ctx := o.ctx
 	err := a.run(ctx)
 	if err == nil {
-		r.result = o.finish(ctx, r, End{ID: r.id, Owner: o.id, State: a.state}, a.out)
+		r.result = o.finish(ctx, r, End{ID: r.id, Owner: o.id, State: a.state}, r.hash, a.out)
 	}
 	o.mu.Lock()
 	delete(o.runs, r.id)
@@ -332,8 +333,8 @@ func (o *Owner) drive(r *run, a *attempt) {
 // finish seals the outcome and ends the request in the Store, then
 // publishes the result unless a worker waiting for it does. It returns the
 // stored result, or nil when this owner has no answer to give.
-func (o *Owner) finish(ctx context.Context, r *run, e End, out Outcome) []byte {
-	value, err := o.Seal(e.ID, out)
+func (o *Owner) finish(ctx context.Context, r *run, e End, hash lightning.Hash, out Outcome) []byte {
+	value, err := o.Seal(e.ID, hash, out)
 	if err != nil {
 		o.Log.Error("sealing a payment's result", "request_id", e.ID, "error", err)
 		return nil
@@ -467,10 +468,10 @@ func (o *Owner) alreadyPaid(ctx context.Context, rec Record, waited bool) (Answe
 	e := End{ID: rec.ID, Owner: o.id, State: Waiting}
 	if !waited {
 		// Answered by the Owner: finish publishes it.
-		o.finish(ctx, nil, e, out)
+		o.finish(ctx, nil, e, rec.Hash, out)
 		return Answer{}, nil
 	}
-	value, err := o.Seal(rec.ID, out)
+	value, err := o.Seal(rec.ID, rec.Hash, out)
 	if err != nil {
 		return Answer{}, err
 	}

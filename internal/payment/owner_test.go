@@ -77,7 +77,9 @@ func trackErr(err error) func(context.Context, lightning.Hash) (lightning.Paymen
 }
 
 func sendErr(err error) func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
-	return func(context.Context, lightning.PaymentParams) (lightning.Payment, error) { return lightning.Payment{}, err }
+	return func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
+		return lightning.Payment{}, err
+	}
 }
 
 // published collects what an Owner publishes.
@@ -116,7 +118,7 @@ type sealed struct {
 	Preimage string `json:"preimage,omitempty"`
 }
 
-func seal(id string, out payment.Outcome) ([]byte, error) {
+func seal(id string, _ lightning.Hash, out payment.Outcome) ([]byte, error) {
 	s := sealed{ID: id}
 	switch {
 	case out.Err != nil:

@@ -1,6 +1,11 @@
 package service
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the service's Prometheus metrics.
 type Metrics struct {
@@ -13,6 +18,27 @@ type Metrics struct {
 	Recovered   prometheus.Counter
 	Unfinished  prometheus.Gauge
 	Overdue     prometheus.Gauge
+
+	mu       sync.Mutex
+	payments func() (n int, oldest time.Duration)
+}
+
+// WatchPayments makes inFlight the source of the payments-in-flight gauges:
+// how many payments this instance runs now, and the age of the oldest.
+func (m *Metrics) WatchPayments(inFlight func() (n int, oldest time.Duration)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.payments = inFlight
+}
+
+func (m *Metrics) paymentsNow() (int, time.Duration) {
+	m.mu.Lock()
+	f := m.payments
+	m.mu.Unlock()
+	if f == nil {
+		return 0, 0
+	}
+	return f()
 }
 
 // NewMetrics registers the metrics with reg.
@@ -46,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"task"})
 	m.Recovered = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "lightning_recovered_payments_total",
-		Help: "Payments left unfinished by a crash or an outage that recovery tracked to the end and answered.",
+		Help: "Pay results the payment owner published itself: no worker was waiting for them (a payment in flight past the hand-off, a request taken over from an owner that stopped).",
 	})
 	m.Unfinished = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "lightning_ledger_unfinished_requests",
@@ -56,6 +82,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "lightning_ledger_overdue_requests",
 		Help: "Unfinished requests older than LIGHTNING_PENDING_ALERT at recovery's last pass; each is logged.",
 	})
-	reg.MustRegister(m.Requests, m.Duration, m.DeadLetters, m.InFlight, m.Abandoned, m.Republished, m.Recovered, m.Unfinished, m.Overdue)
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lightning_payments_in_flight",
+		Help: "Payments this instance owns and runs now, whether or not a worker waits for them.",
+	}, func() float64 { n, _ := m.paymentsNow(); return float64(n) })
+	oldest := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lightning_payment_oldest_in_flight_seconds",
+		Help: "Age of the oldest payment this instance runs now; past LIGHTNING_PENDING_ALERT each is also logged.",
+	}, func() float64 { _, d := m.paymentsNow(); return d.Seconds() })
+	reg.MustRegister(m.Requests, m.Duration, m.DeadLetters, m.InFlight, m.Abandoned, m.Republished, m.Recovered, m.Unfinished, m.Overdue,
+		inFlight, oldest)
 	return m
 }

@@ -3,12 +3,15 @@
 // the result and store it. Process is that walk: it takes a Delivery and
 // returns the Answer to publish, as plain values; the kafka package turns
 // records into deliveries and answers into records, and names the topics.
-// Recovery sees payments left unfinished by a crash to their end.
+// Payments are run by their owner (package payment); Service seals and
+// publishes what the owner answers on its own.
 package service
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -16,6 +19,8 @@ import (
 	"lightning-service/internal/core"
 	"lightning-service/internal/keylock"
 	"lightning-service/internal/ledger"
+	"lightning-service/internal/lightning"
+	"lightning-service/internal/payment"
 	"lightning-service/internal/task"
 	"lightning-service/internal/wire"
 )
@@ -34,37 +39,58 @@ type Service struct {
 	Creator *task.Creator
 	Ledger  ledger.Ledger
 
+	// Publisher publishes the answers the payment owner gives once no
+	// worker waits for them.
+	Publisher Publisher
+
 	Now     func() time.Time
 	Log     *slog.Logger
 	Metrics *Metrics
 
 	requests keylock.Map[[32]byte] // one delivery of a request id at a time in this process
 
-	mu     sync.Mutex
-	inHand map[string]int // request ids workers of this process are at, for recovery
+	sealMu sync.Mutex // guards sealer
+	sealer *Worker    // seals what the payment owner answers
 }
 
-// active reports whether a worker of this process is at request id.
-func (s *Service) active(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inHand[id] > 0
+// SealPayment seals the result of pay request id, for the payment owner.
+func (s *Service) SealPayment(id string, hash lightning.Hash, o payment.Outcome) ([]byte, error) {
+	req := wire.Request{Task: wire.TaskPay, TaskName: []byte(wire.TaskPay.String())}
+	if _, err := hex.Decode(req.Signature[:], []byte(id)); err != nil {
+		return nil, fmt.Errorf("request id %q is not one: %w", id, err)
+	}
+	s.sealMu.Lock()
+	defer s.sealMu.Unlock()
+	if s.sealer == nil {
+		s.sealer = s.NewWorker()
+	}
+	out := task.PayOutcome(o, hash)
+	value, err := s.sealer.sealResult(&req, s.sealer.result(&req, out))
+	if err == nil {
+		s.Metrics.Requests.WithLabelValues(wire.TaskPay.String(), string(status(out))).Inc()
+	}
+	return value, err
 }
 
-func (s *Service) hold(id string) (release func()) {
-	s.mu.Lock()
-	if s.inHand == nil {
-		s.inHand = make(map[string]int)
+// PublishPayment publishes the stored result of a pay request with its
+// record's key and headers, for the payment owner.
+func (s *Service) PublishPayment(ctx context.Context, r payment.Record) error {
+	hs := make([]Header, len(r.Headers))
+	for i, h := range r.Headers {
+		hs[i] = Header(h)
 	}
-	s.inHand[id]++
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		if s.inHand[id]--; s.inHand[id] == 0 {
-			delete(s.inHand, id)
-		}
-		s.mu.Unlock()
+	if err := s.Publisher.Publish(ctx, Result{Value: r.Result, Key: r.Key, Headers: hs}); err != nil {
+		return err
 	}
+	s.Metrics.Recovered.Inc()
+	return nil
+}
+
+func status(out task.Outcome) wire.Status {
+	if out.Err != nil {
+		return wire.StatusError
+	}
+	return wire.StatusSuccess
 }
 
 // Worker processes one delivery at a time with its own codec state, so the hot
@@ -120,7 +146,6 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (Answer, error) {
 
 	// Copies of one request (a replay, a redelivery racing the original)
 	// take turns, so the later ones find the first one's result.
-	defer s.hold(req.ID())()
 	unlock, err := s.requests.Lock(ctx, req.Signature)
 	if err != nil {
 		return w.abandon(err)
@@ -128,25 +153,40 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (Answer, error) {
 	defer unlock()
 
 	entry := ledger.Entry{ID: req.ID(), Task: string(req.TaskName), Key: d.Key, Headers: ledgerHeaders(d.Headers)}
-	if req.Task == wire.TaskPay || req.Task == wire.TaskCreate || known != nil {
-		var stored ledger.Entry
-		if err := ledger.Retry(ctx, s.Log, "record request", func(ctx context.Context) (err error) {
-			stored, _, err = s.Ledger.Begin(ctx, entry)
-			return err
-		}); err != nil {
+	switch {
+	case req.Task == wire.TaskPay:
+		// The payment's owner records the request as it claims the
+		// invoice; one answered before is only read.
+		if known == nil {
+			if known, err = w.lookup(ctx, entry.ID); err != nil {
+				return w.abandon(err)
+			}
+		}
+	case req.Task == wire.TaskCreate || known != nil:
+		stored, err := w.begin(ctx, entry)
+		if err != nil {
 			return w.abandon(err)
 		}
-		if stored.State == ledger.Final {
-			s.Metrics.Republished.WithLabelValues(req.Task.String()).Inc()
-			s.Log.Info("request answered before; publishing its stored result", "request_id", entry.ID, "task", req.Task.String(),
-				"topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
-			return resultFor(d, stored.Result), nil
-		}
+		known = &stored
+	}
+	if known != nil && known.State == ledger.Final {
+		s.Metrics.Republished.WithLabelValues(req.Task.String()).Inc()
+		s.Log.Info("request answered before; publishing its stored result", "request_id", entry.ID, "task", req.Task.String(),
+			"topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
+		return resultFor(d, known.Result), nil
 	}
 
-	out := w.run(ctx, &req)
-	if out.Err != nil && core.IsCanceled(out.Err) {
+	out := w.run(ctx, &req, d)
+	switch {
+	case out.Err != nil && core.IsCanceled(out.Err):
 		return w.abandon(out.Err)
+	case out.Deferred:
+		s.Log.Info("payment still in flight; its owner answers when it ends", "request_id", entry.ID, "payment_hash", out.PaymentHash,
+			"topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
+		return Deferred{}, nil
+	case out.Stored != nil:
+		s.Metrics.Duration.WithLabelValues(req.Task.String()).Observe(s.Now().Sub(start).Seconds())
+		return resultFor(d, out.Stored), nil
 	}
 	result := w.result(&req, out)
 	value, err := w.sealResult(&req, result)
@@ -167,6 +207,17 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (Answer, error) {
 	s.Metrics.Requests.WithLabelValues(req.Task.String(), string(result.Data.Status)).Inc()
 	s.Metrics.Duration.WithLabelValues(req.Task.String()).Observe(s.Now().Sub(start).Seconds())
 	return resultFor(d, stored.Result), nil
+}
+
+// begin records a request before its task runs, and returns the ledger's
+// entry for it.
+func (w *Worker) begin(ctx context.Context, e ledger.Entry) (ledger.Entry, error) {
+	var stored ledger.Entry
+	err := ledger.Retry(ctx, w.s.Log, "record request", func(ctx context.Context) (err error) {
+		stored, _, err = w.s.Ledger.Begin(ctx, e)
+		return err
+	})
+	return stored, err
 }
 
 // lookup returns the ledger's entry for id, or nil.
@@ -217,13 +268,17 @@ func ledgerHeaders(hs []Header) []ledger.Header {
 }
 
 // run dispatches by task.
-func (w *Worker) run(ctx context.Context, req *wire.Request) task.Outcome {
+func (w *Worker) run(ctx context.Context, req *wire.Request, d Delivery) task.Outcome {
 	s := w.s
 	switch req.Task {
 	case wire.TaskDecode:
 		return task.Decode(ctx, s.Network, req.Payload)
 	case wire.TaskPay:
-		return s.Payer.Pay(ctx, req)
+		hs := make([]payment.Header, len(d.Headers))
+		for i, h := range d.Headers {
+			hs[i] = payment.Header(h)
+		}
+		return s.Payer.Pay(ctx, req, d.Key, hs)
 	case wire.TaskCreate:
 		return s.Creator.Create(ctx, req)
 	}

@@ -21,6 +21,12 @@ type Outcome struct {
 	Message     any    // the success message
 	PaymentHash string // hex; create: carried in data; pay errors: in the message
 	Err         error  // set on failure; described by core.Describe
+
+	// A pay request's owner answers for itself: Stored is its sealed
+	// result, kept in the ledger already; Deferred, that the owner
+	// publishes it when the payment ends.
+	Stored   []byte
+	Deferred bool
 }
 
 func failed(err error) Outcome { return Outcome{Err: err} }
