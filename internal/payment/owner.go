@@ -178,12 +178,12 @@ func (o *Owner) registrationGrace() time.Duration { return time.Second }
 
 // Run renews this instance's leases, takes over the requests of owners that
 // stopped and resumes requests waiting for an invoice, until ctx ends; then
-// it waits for the payments it runs to stop. Their leases lapse, and the
-// next owner resumes them.
+// it waits for the payments it runs to stop and releases their leases, for
+// the next owner to resume them.
 func (o *Owner) Run(ctx context.Context) {
 	o.ctx = ctx
 	close(o.started)
-	defer o.wg.Wait()
+	defer o.release()
 	renew := time.NewTicker(o.Lease / 3)
 	defer renew.Stop()
 	sweep := time.NewTicker(o.Sweep)
@@ -200,6 +200,18 @@ func (o *Owner) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// release waits for the payments this instance runs to stop, then ends
+// its leases at once, so that another instance, or the next start, takes
+// their requests over without waiting for the leases to lapse.
+func (o *Owner) release() {
+	o.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := o.Store.Renew(ctx, o.id, o.now()); err != nil {
+		o.Log.Warn("releasing payment leases at stop failed; they lapse by themselves", "error", err)
 	}
 }
 
