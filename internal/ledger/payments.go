@@ -52,7 +52,8 @@ const (
 	qPayRenew     = `UPDATE requests SET lease_until = $2, updated_at = $3
 		WHERE owner = $1 AND (state = 'pending' OR unpublished = 1) AND task = 'pay'`
 	qPayOrphans = `SELECT ` + recordColumns + ` FROM requests
-		WHERE (state = 'pending' OR unpublished = 1) AND task = 'pay' AND lease_until < $1 ORDER BY created_at, id`
+		WHERE (state = 'pending' OR unpublished = 1) AND task = 'pay' AND lease_until < $1 AND payment_request IS NOT NULL
+		ORDER BY created_at, id`
 	qPayWaiters = `SELECT ` + recordColumns + ` FROM requests
 		WHERE payment_hash = $1 AND state = 'pending' AND pay_state = '' AND task = 'pay' ORDER BY created_at, id`
 )

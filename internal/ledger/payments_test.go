@@ -602,7 +602,9 @@ func TestPayOrphans(t *testing.T) {
 		step()
 		mustClaim(t, p, claimOf(waiting, h, "b", expired()))
 		step()
-		if _, _, err := l.Begin(ctx, ledger.Entry{ID: begun, Task: "pay"}); err != nil { // never leased
+		// Recorded without its payment request (an older build): it goes on
+		// when Kafka delivers it again, never as an orphan.
+		if _, _, err := l.Begin(ctx, ledger.Entry{ID: begun, Task: "pay"}); err != nil {
 			t.Fatal(err)
 		}
 		step()
@@ -618,17 +620,17 @@ func TestPayOrphans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{older[:8], waiting[:8], begun[:8]}
+		want := []string{older[:8], waiting[:8]}
 		if !reflect.DeepEqual(idsOf(got), want) {
 			t.Fatalf("Orphans = %v, want %v", idsOf(got), want)
 		}
-		if got[0].State != payment.Sending || got[0].Owner != "a" || got[1].State != payment.Waiting || got[2].Owner != "" {
+		if got[0].State != payment.Sending || got[0].Owner != "a" || got[1].State != payment.Waiting {
 			t.Errorf("orphans read as %+v", got)
 		}
 		// A lease is an orphan's only once it has ended.
 		until := mustGet(t, p, older).LeaseUntil
-		if got, err := p.Orphans(ctx, until); err != nil || len(got) != 1 || got[0].ID != begun {
-			t.Errorf("Orphans at the end of the oldest lease = %v, %v; want only the one never leased", idsOf(got), err)
+		if got, err := p.Orphans(ctx, until); err != nil || len(got) != 0 {
+			t.Errorf("Orphans at the end of the oldest lease = %v, %v; want none", idsOf(got), err)
 		}
 	})
 }

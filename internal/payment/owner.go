@@ -78,6 +78,7 @@ type Owner struct {
 	runs    map[string]*run              // by request id
 	holders map[lightning.Hash]*run      // the run holding each hash
 	waiting map[lightning.Hash]time.Time // hashes with Waiting requests of ours, since
+	queued  map[lightning.Hash]int       // workers waiting now for another request's payment of each hash
 	started chan struct{}
 	wg      sync.WaitGroup
 }
@@ -150,6 +151,7 @@ func New(c Config) *Owner {
 	o.runs = make(map[string]*run)
 	o.holders = make(map[lightning.Hash]*run)
 	o.waiting = make(map[lightning.Hash]time.Time)
+	o.queued = make(map[lightning.Hash]int)
 	o.started = make(chan struct{})
 	return o
 }
@@ -441,11 +443,24 @@ func (o *Owner) await(ctx context.Context, r *run) (Answer, error) {
 }
 
 // waitForHolder waits up to HandOff for the request holding the invoice to
-// end, and reports whether it did.
+// end, and reports whether it did. At most MaxWaiters workers wait for one
+// invoice; the others leave at once.
 func (o *Owner) waitForHolder(ctx context.Context, h Record) bool {
 	o.mu.Lock()
 	r := o.holders[h.Hash]
+	if o.queued[h.Hash] >= o.MaxWaiters {
+		o.mu.Unlock()
+		return false
+	}
+	o.queued[h.Hash]++
 	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		if o.queued[h.Hash]--; o.queued[h.Hash] == 0 {
+			delete(o.queued, h.Hash)
+		}
+		o.mu.Unlock()
+	}()
 	t := time.NewTimer(o.HandOff)
 	defer t.Stop()
 	if r != nil {

@@ -119,8 +119,9 @@ type Store interface {
 	Claim(ctx context.Context, c Claim) (Claimed, error)
 
 	// Take makes owner the owner of request id until until, if it is not
-	// Final and its lease expired (or is owner's already): ok reports
-	// whether it did. For resuming a request another owner left.
+	// Final (or Final and Unpublished) and its lease expired (or is
+	// owner's already): ok reports whether it did. For resuming a request
+	// another owner left, and before each send but the first.
 	Take(ctx context.Context, id, owner string, until time.Time) (rec Record, ok bool, err error)
 
 	// Retry makes the Waiting request id, owned by owner, the holder of
@@ -154,6 +155,7 @@ type Store interface {
 
 	// Orphans returns, oldest first, the pay requests not Final, or Final
 	// and Unpublished, whose lease ended before now: the work of owners
-	// that stopped.
+	// that stopped. A request recorded without its payment request (by an
+	// older build) is none: it goes on when Kafka delivers it again.
 	Orphans(ctx context.Context, now time.Time) ([]Record, error)
 }
