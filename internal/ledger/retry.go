@@ -5,13 +5,15 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"lightning-service/internal/backoff"
 )
 
 // Retry runs fn until it returns nil or ErrNotFound, or ctx ends, backing
 // off between attempts and logging each failure: a ledger that cannot be
 // reached holds the work back; it never becomes an answer.
 func Retry(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
-	backoff := 50 * time.Millisecond
+	b := backoff.Backoff{Initial: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := fn(ctx)
 		if err == nil || errors.Is(err, ErrNotFound) {
@@ -21,13 +23,8 @@ func Retry(ctx context.Context, log *slog.Logger, what string, fn func(context.C
 			return ctx.Err()
 		}
 		log.Error("ledger unavailable; retrying", "operation", what, "error", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := b.Wait(ctx); err != nil {
+			return err
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/btcsuite/btcd/chaincfg"
 
+	"lightning-service/internal/backoff"
 	"lightning-service/internal/core"
 	"lightning-service/internal/lightning"
 )
@@ -51,38 +52,20 @@ func (r Retry) Do(ctx context.Context, fn func(context.Context) error) error {
 	if r.Budget <= 0 {
 		r.Budget = DefaultRetry.Budget
 	}
-	if r.Initial <= 0 {
-		r.Initial = DefaultRetry.Initial
-	}
-	if r.Max <= 0 {
-		r.Max = DefaultRetry.Max
-	}
+	b := backoff.Backoff{Initial: r.Initial, Max: r.Max}
 	deadline := time.Now().Add(r.Budget)
-	backoff := r.Initial
 	for {
 		err := fn(ctx)
 		if !errors.Is(err, lightning.ErrUnavailable) {
 			return err
 		}
-		wait := min(backoff, time.Until(deadline))
+		wait := min(b.Next(), time.Until(deadline))
 		if wait <= 0 {
 			return core.Wrap(core.CodeNodeUnavailable, err, fmt.Sprintf("the Lightning node could not be reached within %s", r.Budget))
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, r.Max)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
