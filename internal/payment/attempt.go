@@ -3,7 +3,6 @@ package payment
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"lightning-service/internal/backoff"
@@ -146,8 +145,7 @@ func (a *attempt) send(ctx context.Context) (step, error) {
 		if a.mayHaveSent {
 			return stepTracking, nil
 		}
-		return a.end(Outcome{Err: core.Wrap(core.CodeNodeUnavailable, err,
-			fmt.Sprintf("the Lightning node could not be reached within %s", o.retryBudget()))}, Unpaid)
+		return a.end(Outcome{Err: err}, Unpaid)
 	default:
 		// A refusal, before the payment started, as far as this process
 		// can tell: the answer only once the node has nothing for the

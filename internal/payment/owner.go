@@ -556,7 +556,8 @@ func (o *Owner) sendPayment(ctx context.Context, p lightning.PaymentParams) (pmt
 }
 
 // withBudget calls fn until it returns anything but ErrUnavailable, for at
-// most the retry budget; then it returns fn's last error.
+// most the retry budget; then it returns node_unavailable, wrapping fn's
+// last error.
 func (o *Owner) withBudget(ctx context.Context, fn func(context.Context) error) error {
 	deadline := o.now().Add(o.retryBudget())
 	b := backoff.Backoff{Initial: o.Retry.Initial, Max: o.Retry.Max}
@@ -567,7 +568,7 @@ func (o *Owner) withBudget(ctx context.Context, fn func(context.Context) error) 
 		}
 		wait := min(b.Next(), deadline.Sub(o.now()))
 		if wait <= 0 {
-			return err
+			return core.Wrap(core.CodeNodeUnavailable, err, fmt.Sprintf("the Lightning node could not be reached within %s", o.retryBudget()))
 		}
 		if backoff.Sleep(ctx, wait) != nil {
 			return err
