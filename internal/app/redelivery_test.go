@@ -44,17 +44,22 @@ func (c crashAfterNode) Process(ctx context.Context, d service.Delivery) (servic
 }
 
 // newService is one life of the service: a fresh process over the node and
-// the ledger in dataDir, which outlive it.
-func newService(t *testing.T, node lightning.Node, dataDir string, maxSkew time.Duration) *service.Service {
+// the ledger in dataDir, which outlive it. tune adjusts its configuration.
+func newService(t *testing.T, node lightning.Node, dataDir string, maxSkew time.Duration, tune ...func(*config.Config)) *service.Service {
 	t.Helper()
 	cfg := &config.Config{
 		InputTopic: "in", OutputTopic: "out", DLQTopic: "dlq",
 		HMACKey: key, MaxClockSkew: maxSkew,
-		PreimageSecret:  "a-preimage-secret-only-the-service-knows",
-		Network:         "regtest",
-		PayFeeLimitSat:  10,
-		PayTimeout:      time.Minute,
-		NodeRetryBudget: time.Second,
+		PreimageSecret:   "a-preimage-secret-only-the-service-knows",
+		Network:          "regtest",
+		PayFeeLimitSat:   10,
+		PayTimeout:       time.Minute,
+		NodeRetryBudget:  time.Second,
+		RecoveryInterval: 50 * time.Millisecond,
+		PaymentLease:     2 * time.Second,
+	}
+	for _, f := range tune {
+		f(cfg)
 	}
 	lg, err := ledger.OpenSQLite(context.Background(), dataDir)
 	if err != nil {
@@ -102,7 +107,7 @@ func TestKilledBetweenNodeAndResultRedeliversTheSameAnswer(t *testing.T) {
 			// First life: the node does the work, the consumer dies.
 			answers := make(chan service.Answer, 1)
 			svc1 := newService(t, node, dataDir, 5*time.Minute)
-			first := run(t, brokers, func() kafka.Processor { return crashAfterNode{w: svc1.NewWorker(), answers: answers} })
+			first := run(t, brokers, svc1, func() kafka.Processor { return crashAfterNode{w: svc1.NewWorker(), answers: answers} })
 
 			producer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out", "dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 			if err != nil {
@@ -128,7 +133,7 @@ func TestKilledBetweenNodeAndResultRedeliversTheSameAnswer(t *testing.T) {
 
 			// Second life: a fresh service over the same node and ledger.
 			svc2 := newService(t, node, dataDir, c.secondSkew)
-			second := run(t, brokers, func() kafka.Processor { return svc2.NewWorker() })
+			second := run(t, brokers, svc2, func() kafka.Processor { return svc2.NewWorker() })
 			defer second.stop()
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -157,18 +162,23 @@ func TestKilledBetweenNodeAndResultRedeliversTheSameAnswer(t *testing.T) {
 	}
 }
 
-// consumerRun is one consumer's life.
+// consumerRun is one life's consumer and payment owner.
 type consumerRun struct {
-	cancel context.CancelFunc
-	done   chan error
+	cancel       context.CancelFunc
+	done         chan error
+	stopPayments func()
 }
 
+// stop stops the consumer, then the payment owner, as the service stops.
 func (r consumerRun) stop() {
 	r.cancel()
 	<-r.done
+	r.stopPayments()
 }
 
-func run(t *testing.T, brokers []string, newWorker func() kafka.Processor) consumerRun {
+// run starts a consumer for svc, as app.Run does: the consumer is svc's
+// Publisher, and svc's payment owner runs beside it.
+func run(t *testing.T, brokers []string, svc *service.Service, newWorker func() kafka.Processor) consumerRun {
 	t.Helper()
 	c, err := kafka.New(kafka.Config{
 		Brokers: brokers, Group: "lightning-service", Topic: "in", OutputTopic: "out", DLQTopic: "dlq", Concurrency: 4,
@@ -178,10 +188,114 @@ func run(t *testing.T, brokers []string, newWorker func() kafka.Processor) consu
 	if err != nil {
 		t.Fatal(err)
 	}
+	svc.Publisher = c
 	ctx, cancel := context.WithCancel(context.Background())
-	r := consumerRun{cancel: cancel, done: make(chan error, 1)}
+	r := consumerRun{cancel: cancel, done: make(chan error, 1), stopPayments: app.RunPayments(svc)}
 	go func() { r.done <- c.Run(ctx) }()
 	return r
+}
+
+// passAnswers hands over every answer it passes on.
+type passAnswers struct {
+	w       *service.Worker
+	answers chan<- service.Answer
+}
+
+func (p passAnswers) Process(ctx context.Context, d service.Delivery) (service.Answer, error) {
+	out, err := p.w.Process(ctx, d)
+	if err == nil {
+		p.answers <- out
+	}
+	return out, err
+}
+
+// A pay request whose payment outlasts the hand-off is answered Deferred
+// and its record committed; the service then stops with the payment in
+// flight. The next life, which Kafka gives nothing to redo, takes the
+// request over from the ledger, follows the payment to its end and
+// publishes its answer to the output topic, with the request record's key
+// and headers; the payment was sent once.
+func TestDeferredPaymentAnsweredByTheNextLife(t *testing.T) {
+	pr, hash := lightningtest.NewInvoice(t, lightningtest.InvoiceOpts{AmountMsat: 250_000, Memo: "deferred"})
+	cluster, err := kfake.NewCluster(kfake.SeedTopics(1, "in", "out", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	brokers := cluster.ListenAddrs()
+	state := &lightningtest.Stateful{}
+	node := &lightningtest.Fake{Node: state}
+	// The node takes the payment and keeps it in flight; the stream stays
+	// open until the sender goes.
+	node.SendPaymentFunc = func(ctx context.Context, p lightning.PaymentParams) (lightning.Payment, error) {
+		state.AddPayment(lightning.Payment{Hash: hash, ValueMsat: 250_000, Status: lightning.PaymentInFlight, CreatedAt: time.Now()})
+		<-ctx.Done()
+		return lightning.Payment{}, lightning.ErrOutcomeUnknown
+	}
+	dataDir := t.TempDir()
+	handOff := func(c *config.Config) { c.PayHandOff = 200 * time.Millisecond }
+
+	answers := make(chan service.Answer, 1)
+	svc1 := newService(t, node, dataDir, 5*time.Minute, handOff)
+	first := run(t, brokers, svc1, func() kafka.Processor { return passAnswers{w: svc1.NewWorker(), answers: answers} })
+	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out", "dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	headers := []kgo.RecordHeader{{Key: "traceparent", Value: []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}}
+	value := wire.SignRequest([]byte(key), time.Now(), "pay", wire.PayPayload(pr))
+	if err := client.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k1"), Value: value, Headers: headers}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-answers:
+		if _, ok := a.(service.Deferred); !ok {
+			t.Fatalf("the first life answered %#v, want service.Deferred{}", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first life never answered")
+	}
+	first.stop()
+	if _, ok := state.Payment(hash); !ok {
+		t.Fatal("the node has no payment")
+	}
+
+	svc2 := newService(t, node, dataDir, 5*time.Minute, handOff)
+	second := run(t, brokers, svc2, func() kafka.Processor { return passAnswers{w: svc2.NewWorker(), answers: answers} })
+	defer second.stop()
+	for deadline := time.Now().Add(10 * time.Second); node.Count(lightningtest.MethodTrackPayment) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second life never took the payment over")
+		}
+	}
+	state.Resolve(hash, lightning.Payment{Hash: hash, Preimage: lightning.Hash{3}, Status: lightning.PaymentSucceeded})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := client.PollRecords(ctx, 1)
+	if err := fs.Err0(); err != nil {
+		t.Fatalf("no result published: %v", err)
+	}
+	got := fs.Records()[0]
+	if got.Topic != "out" || !bytes.Equal(got.Key, []byte("k1")) {
+		t.Fatalf("result on %s with key %q, want out and the request's key", got.Topic, got.Key)
+	}
+	if len(got.Headers) != 1 || got.Headers[0].Key != headers[0].Key || !bytes.Equal(got.Headers[0].Value, headers[0].Value) {
+		t.Errorf("result headers %v, want the request's %v", got.Headers, headers)
+	}
+	if d := data(t, got.Value); d["status"] != "success" {
+		t.Fatalf("answered %v", d)
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case a := <-answers:
+		t.Errorf("the request was delivered again (answered %#v); its record was committed", a)
+	default:
+	}
+	if n := node.Count(lightningtest.MethodSendPayment); n != 1 {
+		t.Errorf("%d SendPayment calls, want 1", n)
+	}
 }
 
 // data returns a verified result's data object.

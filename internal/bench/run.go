@@ -143,6 +143,8 @@ type env struct {
 	serialDone chan error
 	logFile    *os.File
 	closers    []io.Closer // the baseline's ledger
+	// stopSerialPayments stops the baseline's payment owner.
+	stopSerialPayments func()
 }
 
 func setUp(ctx context.Context, opts Options, step func(string, ...any)) (*env, error) {
@@ -228,6 +230,13 @@ func setUp(ctx context.Context, opts Options, step func(string, ...any)) (*env, 
 		kafka.Topics{Output: cfg.OutputTopic, DLQ: cfg.DLQTopic}, serialSvc.NewWorker()); err != nil {
 		return e, err
 	}
+	// Its payment owner publishes through it the answers of payments that
+	// outlast the hand-off, as the service's owner does through its
+	// consumer.
+	serialSvc.Publisher = e.serial
+	pprof.Do(ctx, pprof.Labels("component", "serial"), func(context.Context) {
+		e.stopSerialPayments = app.RunPayments(serialSvc)
+	})
 	serialCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopSerial, e.serialDone = stop, make(chan error, 1)
 	go pprof.Do(serialCtx, pprof.Labels("component", "serial"), func(ctx context.Context) { e.serialDone <- e.serial.run(ctx) })
@@ -249,6 +258,9 @@ func (e *env) tearDown(step func(string, ...any)) {
 	if e.stopSerial != nil {
 		e.stopSerial()
 		<-e.serialDone
+	}
+	if e.stopSerialPayments != nil {
+		e.stopSerialPayments()
 	}
 	if e.svc != nil {
 		_ = e.svc.Stop()

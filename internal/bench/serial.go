@@ -36,7 +36,17 @@ func newSerialConsumer(brokers []string, group, topic string, topics kafka.Topic
 	return &serialConsumer{cl: cl, topics: topics, worker: worker}, nil
 }
 
-// run consumes until ctx ends.
+// Publish publishes a result outside the loop (a payment's owner answering
+// a request the loop moved on from) and returns once the broker has it.
+func (s *serialConsumer) Publish(ctx context.Context, r service.Result) error {
+	return s.cl.ProduceSync(ctx, s.topics.Record(r)).FirstErr()
+}
+
+var _ service.Publisher = (*serialConsumer)(nil)
+
+// run consumes until ctx ends. A Deferred answer publishes nothing now: the
+// request's payment owner publishes it through Publish when the payment
+// ends, and the record is committed meanwhile.
 func (s *serialConsumer) run(ctx context.Context) error {
 	defer s.cl.Close()
 	for {

@@ -12,6 +12,7 @@ import (
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
+	"lightning-service/internal/payment"
 	"lightning-service/internal/service"
 	"lightning-service/internal/wire"
 )
@@ -119,35 +120,51 @@ func TestStaleRequestKnownToTheLedger(t *testing.T) {
 		}
 	})
 
-	t.Run("unfinished pay", func(t *testing.T) {
-		h := newHarness(t, later)
-		value := eachTask(t, h, now)["pay"]
-		req, err := h.svc.Keys.Verifier(time.Hour).Open(value, now)
-		if err != nil {
-			t.Fatal(err)
+	// An earlier delivery recorded the request, claimed the invoice and
+	// paid; its instance stopped before storing the result: by this
+	// build (a claim under a lease that lapsed), or by an older one (a
+	// claim with neither owner nor payment request).
+	for _, older := range []bool{false, true} {
+		name := "unfinished pay"
+		if older {
+			name += " of an older build"
 		}
-		pr, _ := wire.PaymentRequest(req.Payload)
-		inv, _ := lightning.Decode(string(pr), regtest)
-		// An earlier delivery recorded the request, claimed the invoice
-		// and paid; the service died before storing the result.
-		ctx := context.Background()
-		if _, _, err := h.ledger.Begin(ctx, ledger.Entry{ID: req.ID(), Task: "pay"}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := h.ledger.ClaimPayment(ctx, req.ID(), inv.PaymentHash.String()); err != nil {
-			t.Fatal(err)
-		}
-		h.state.AddPayment(lightning.Payment{Hash: inv.PaymentHash, Preimage: lightning.Hash{9}, ValueMsat: inv.NumMsat, Status: lightning.PaymentSucceeded, CreatedAt: now})
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, later)
+			value := eachTask(t, h, now)["pay"]
+			req, err := h.svc.Keys.Verifier(time.Hour).Open(value, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr, _ := wire.PaymentRequest(req.Payload)
+			inv, _ := lightning.Decode(string(pr), regtest)
+			ctx := context.Background()
+			if older {
+				if _, _, err := h.ledger.Begin(ctx, ledger.Entry{ID: req.ID(), Task: "pay"}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := h.ledger.ClaimPayment(ctx, req.ID(), inv.PaymentHash.String()); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := h.ledger.Payments().Claim(ctx, payment.Claim{ID: req.ID(), Task: "pay", Hash: inv.PaymentHash,
+				PaymentRequest: string(pr), Owner: "stopped", Until: later.Add(-time.Minute)}); err != nil {
+				t.Fatal(err)
+			}
+			h.state.AddPayment(lightning.Payment{Hash: inv.PaymentHash, Preimage: lightning.Hash{9}, ValueMsat: inv.NumMsat, Status: lightning.PaymentSucceeded, CreatedAt: now})
 
-		in, out := h.process(t, "pay", value)
-		r := h.checkResult(t, in, out)
-		if r.Data.Status != "success" {
-			t.Fatalf("answer %s", out.Value)
-		}
-		if n := h.node.Count(lightningtest.MethodSendPayment); n != 0 {
-			t.Errorf("%d SendPayment calls, want 0: the payment was tracked", n)
-		}
-	})
+			in, out := h.process(t, "pay", value)
+			r := h.checkResult(t, in, out)
+			if r.Data.Status != "success" {
+				t.Fatalf("answer %s", out.Value)
+			}
+			if n := h.node.Count(lightningtest.MethodSendPayment); n != 0 {
+				t.Errorf("%d SendPayment calls, want 0: the payment was tracked", n)
+			}
+			if e, err := h.ledger.Get(ctx, req.ID()); err != nil || e.State != ledger.Final || e.PayState != ledger.Paid || !bytes.Equal(e.Result, out.Value) {
+				t.Errorf("ledger entry %+v, %v", e, err)
+			}
+		})
+	}
 
 	t.Run("unknown", func(t *testing.T) {
 		h := newHarness(t, later)

@@ -13,14 +13,17 @@ import (
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
+	"lightning-service/internal/payment"
 	"lightning-service/internal/service"
 	"lightning-service/internal/wire"
 )
 
-// crashedPay leaves the ledger as a crash mid-payment does: the pay request
-// recorded with its record's key and headers, the invoice claimed, and the
-// node's payment in flight. It returns the request value and hash.
-func crashedPay(t *testing.T, h *harness) ([]byte, service.Delivery, lightning.Hash) {
+// leftPay leaves the ledger as an instance that claimed a pay request and
+// then stopped mid-payment leaves it: the request recorded with its
+// record's key and headers, holding its invoice (sending), owned by
+// another owner id under a lease that ended at leaseUntil; and the node's
+// payment in flight. It returns the request value, its delivery and hash.
+func leftPay(t *testing.T, h *harness, leaseUntil time.Time) ([]byte, service.Delivery, lightning.Hash) {
 	t.Helper()
 	value := eachTask(t, h, h.now)["pay"]
 	req, err := h.svc.Keys.Verifier(time.Minute).Open(value, h.now)
@@ -32,159 +35,187 @@ func crashedPay(t *testing.T, h *harness) ([]byte, service.Delivery, lightning.H
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := h.record("crashed", value)
-	ctx := context.Background()
-	hs := make([]ledger.Header, len(rec.Headers))
+	rec := h.record("left", value)
+	hs := make([]payment.Header, len(rec.Headers))
 	for i, hd := range rec.Headers {
-		hs[i] = ledger.Header{Key: hd.Key, Value: hd.Value}
+		hs[i] = payment.Header(hd)
 	}
-	if _, _, err := h.ledger.Begin(ctx, ledger.Entry{ID: req.ID(), Task: "pay", Key: rec.Key, Headers: hs}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.ledger.ClaimPayment(ctx, req.ID(), inv.PaymentHash.String()); err != nil {
-		t.Fatal(err)
+	c, err := h.ledger.Payments().Claim(context.Background(), payment.Claim{
+		ID: req.ID(), Task: "pay", Hash: inv.PaymentHash, PaymentRequest: string(pr),
+		Key: rec.Key, Headers: hs, Owner: "an-owner-that-stopped", Until: leaseUntil,
+	})
+	if err != nil || c.Self.State != payment.Sending {
+		t.Fatalf("claim = %+v, %v", c, err)
 	}
 	h.state.AddPayment(lightning.Payment{Hash: inv.PaymentHash, ValueMsat: inv.NumMsat, Status: lightning.PaymentInFlight, CreatedAt: h.now})
 	return value, rec, inv.PaymentHash
 }
 
-// publisher hands what recovery publishes to a channel.
-type publisher chan<- service.Result
-
-func (p publisher) Publish(_ context.Context, r service.Result) error { p <- r; return nil }
-
-func newRecovery(h *harness, published chan<- service.Result) *service.Recovery {
-	return &service.Recovery{
-		Service:   h.svc,
-		Publisher: publisher(published),
-		Interval:  time.Hour,
-		Alert:     time.Hour,
-	}
-}
-
-// A payment a crash left in flight is tracked at start until final; its
-// result is published with the request record's key and headers, and the
-// request, when Kafka delivers it again, gets that same result and pays
-// nothing.
-func TestRecoveryAnswersPaymentLeftInFlight(t *testing.T) {
+// A pay request whose owner stopped mid-payment (its lease lapsed) is
+// taken over by the running payment owner, which follows the payment to
+// its end and answers through the Service's Publisher, with the request
+// record's key and headers; the request, when Kafka delivers it again,
+// gets that same result and pays nothing more.
+func TestOwnerAnswersPayRequestWhoseOwnerStopped(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		final  func(lightning.Hash) lightning.Payment
-		status string
-		paid   ledger.PayState
+		name  string
+		final func(lightning.Hash) lightning.Payment
+		sends int // what the new owner sends
 	}{
 		{"succeeds", func(h lightning.Hash) lightning.Payment {
 			return lightning.Payment{Hash: h, Preimage: lightning.Hash{7}, Status: lightning.PaymentSucceeded}
-		}, "success", ledger.Paid},
+		}, 0},
+		// A failure on the node is not known to be the request's own (it
+		// may predate the claim): the new owner pays again, and the
+		// request is paid once. (Recovery used to answer the failure.)
 		{"fails", func(h lightning.Hash) lightning.Payment {
 			return lightning.Payment{Hash: h, Status: lightning.PaymentFailed, Failure: lightning.FailureNoRoute}
-		}, "error", ledger.Unpaid},
+		}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, vectorsNow(t))
-			value, rec, hash := crashedPay(t, h)
-			published := make(chan service.Result, 1)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); newRecovery(h, published).Run(ctx) }()
-			defer func() { cancel(); <-done }()
-
-			select {
-			case r := <-published:
-				t.Fatalf("published %s while the payment was in flight", r.Value)
-			case <-time.After(100 * time.Millisecond):
-			}
-			h.state.Resolve(hash, tc.final(hash))
-			var out service.Result
-			select {
-			case out = <-published:
-			case <-time.After(10 * time.Second):
-				t.Fatal("nothing published after the payment was final")
-			}
-			r := h.checkResult(t, rec, out)
-			if r.Data.Status != tc.status || r.Task != "lightning-pay" {
-				t.Fatalf("recovered result %s", out.Value)
-			}
-			for deadline := time.Now().Add(5 * time.Second); metricValue(h.svc.Metrics.Recovered) != 1; {
-				if time.Now().After(deadline) {
-					t.Fatalf("recovered metric %v, want 1", metricValue(h.svc.Metrics.Recovered))
+			eachLedger(t, func(t *testing.T, lg ledger.Ledger) {
+				now := time.Now().Truncate(time.Millisecond)
+				h := newHarnessOn(t, lg, now)
+				value, rec, hash := leftPay(t, h, now.Add(-time.Second))
+				for deadline := time.Now().Add(10 * time.Second); h.node.Count(lightningtest.MethodTrackPayment) == 0; time.Sleep(5 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("the request was never taken over")
+					}
 				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			e, err := h.ledger.Get(context.Background(), r.Data.RequestID)
-			if err != nil || e.State != ledger.Final || e.PayState != tc.paid || !bytes.Equal(e.Result, out.Value) {
-				t.Errorf("ledger entry %+v, %v", e, err)
-			}
+				if calls := h.node.Calls(); calls[0].Method != lightningtest.MethodTrackPayment {
+					t.Fatalf("the new owner's first call is %s, want it to track the payment", calls[0].Method)
+				}
+				h.nothingPublished(t, 100*time.Millisecond) // in flight
+				h.state.Resolve(hash, tc.final(hash))
 
-			// Kafka delivers the request again: the same result, no payment.
-			_, again := h.process(t, "crashed", value)
-			if !bytes.Equal(again.Value, out.Value) {
-				t.Errorf("redelivered request answered\n%s\nwant\n%s", again.Value, out.Value)
-			}
-			if n := h.node.Count(lightningtest.MethodSendPayment); n != 0 {
-				t.Errorf("%d SendPayment calls", n)
-			}
+				out := h.nextPublished(t, 10*time.Second)
+				r := h.checkResult(t, rec, out)
+				if r.Data.Status != "success" || r.Task != "lightning-pay" {
+					t.Fatalf("the new owner published %s", out.Value)
+				}
+				if n := metricValue(h.svc.Metrics.Recovered); n != 1 {
+					t.Errorf("recovered metric %v, want 1", n)
+				}
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+					pr, err := h.ledger.Payments().Get(context.Background(), r.Data.RequestID)
+					if err == nil && !pr.Unpublished {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the published result is still marked unpublished: %+v, %v", pr, err)
+					}
+				}
+				e, err := h.ledger.Get(context.Background(), r.Data.RequestID)
+				if err != nil || e.State != ledger.Final || e.PayState != ledger.Paid || !bytes.Equal(e.Result, out.Value) {
+					t.Errorf("ledger entry %+v, %v", e, err)
+				}
+
+				// Kafka delivers the request again: the same result, no payment.
+				_, again := h.process(t, "left", value)
+				if !bytes.Equal(again.Value, out.Value) {
+					t.Errorf("redelivered request answered\n%s\nwant\n%s", again.Value, out.Value)
+				}
+				if n := h.node.Count(lightningtest.MethodSendPayment); n != tc.sends {
+					t.Errorf("%d SendPayment calls, want %d", n, tc.sends)
+				}
+				h.nothingPublished(t, 100*time.Millisecond) // once
+			})
 		})
 	}
 }
 
-// An answered request whose claim stayed open (its payment's outcome was an
-// error) and whose payment never reached the node frees the invoice.
-func TestRecoveryReleasesClaimNeverSent(t *testing.T) {
-	h := newHarness(t, vectorsNow(t))
-	ctx := context.Background()
-	id, hash := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
-	if _, err := h.ledger.ClaimPayment(ctx, id, hash); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.ledger.Finish(ctx, ledger.Entry{ID: id, Result: []byte("an internal error")}); err != nil {
-		t.Fatal(err)
-	}
-	rec := newRecovery(h, make(chan service.Result, 1))
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); rec.Run(rctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := h.ledger.Holder(ctx, hash); err == ledger.ErrNotFound {
-			break
+// A pay request another instance owns under a live lease is that
+// instance's work: the owner here leaves it alone, and a copy delivered
+// here is answered Deferred, to be answered by its owner.
+func TestPayRequestOwnedElsewhereIsDeferred(t *testing.T) {
+	eachLedger(t, func(t *testing.T, lg ledger.Ledger) {
+		now := time.Now().Truncate(time.Millisecond)
+		h := newHarnessOn(t, lg, now)
+		value, _, _ := leftPay(t, h, time.Now().Add(time.Hour))
+		time.Sleep(200 * time.Millisecond) // sweeps
+		_, out := h.answer(t, "left", value)
+		if _, ok := out.(service.Deferred); !ok {
+			t.Fatalf("a copy of another owner's request: %#v, want service.Deferred{}", out)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the claim was never released")
+		if calls := h.node.Calls(); len(calls) != 0 {
+			t.Errorf("the node was called for another owner's request: %v", calls)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
+		h.nothingPublished(t, 100*time.Millisecond)
+	})
 }
 
-// Whatever stays unfinished longer than the alert threshold is counted and
-// logged.
-func TestRecoveryReportsOverdueRequests(t *testing.T) {
-	h := newHarness(t, vectorsNow(t))
+// Watch counts what the ledger holds unfinished (requests not final, pay
+// requests still holding their invoice) at its first pass and then each
+// interval, and logs each one older than the alert threshold. It changes
+// nothing.
+func TestWatchCountsAndLogsUnfinishedRequests(t *testing.T) {
+	h := newHarness(t, time.Now())
+	h.svc.Now = time.Now // ages are measured on the wall clock, as the ledger's
 	ctx := context.Background()
-	if _, _, err := h.ledger.Begin(ctx, ledger.Entry{ID: strings.Repeat("01", 32), Task: "create"}); err != nil {
+	pending := strings.Repeat("01", 32)
+	if _, _, err := h.ledger.Begin(ctx, ledger.Entry{ID: pending, Task: "create"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.ledger.Finish(ctx, ledger.Entry{ID: strings.Repeat("02", 32), Task: "decode", Result: []byte("r")}); err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecovery(h, make(chan service.Result, 1))
-	rec.Alert = time.Nanosecond
-	time.Sleep(time.Millisecond)
-	rec.Pass(ctx, true)
-	if n := metricValue(h.svc.Metrics.Overdue); n != 1 {
-		t.Errorf("overdue gauge %v, want 1", n)
+	// Another instance's payment in flight.
+	_, _, hash := leftPay(t, h, time.Now().Add(time.Hour))
+	paying, err := h.ledger.Payments().Holder(ctx, hash)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := metricValue(h.svc.Metrics.Unfinished); n != 1 {
-		t.Errorf("unfinished gauge %v, want 1", n)
+
+	w := &service.Watch{Service: h.svc, Interval: time.Hour, Alert: time.Hour}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	for deadline := time.Now().Add(5 * time.Second); metricValue(h.svc.Metrics.Unfinished) != 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("unfinished gauge %v after the first pass, want 2", metricValue(h.svc.Metrics.Unfinished))
+		}
 	}
-	if !strings.Contains(h.logs.String(), "request unfinished for too long") || !strings.Contains(h.logs.String(), strings.Repeat("01", 32)) {
-		t.Errorf("overdue request not logged:\n%s", h.logs)
+	cancel()
+	<-done
+	if n := metricValue(h.svc.Metrics.Overdue); n != 0 {
+		t.Errorf("overdue gauge %v under an alert of an hour, want 0", n)
+	}
+	if strings.Contains(h.logs.String(), "request unfinished for too long") {
+		t.Errorf("a request logged as overdue under an alert of an hour:\n%s", h.logs)
+	}
+
+	time.Sleep(5 * time.Millisecond)
+	w.Alert = time.Millisecond
+	w.Pass(ctx)
+	if n := metricValue(h.svc.Metrics.Overdue); n != 2 {
+		t.Errorf("overdue gauge %v, want 2", n)
+	}
+	if n := metricValue(h.svc.Metrics.Unfinished); n != 2 {
+		t.Errorf("unfinished gauge %v, want 2", n)
+	}
+	logs := h.logs.String()
+	if n := strings.Count(logs, "request unfinished for too long"); n != 2 {
+		t.Errorf("%d overdue lines, want 2:\n%s", n, logs)
+	}
+	for _, id := range []string{pending, paying.ID} {
+		if !strings.Contains(logs, id) {
+			t.Errorf("overdue request %s not logged:\n%s", id, logs)
+		}
+	}
+	if strings.Contains(logs, strings.Repeat("02", 32)) {
+		t.Errorf("a final request was logged:\n%s", logs)
+	}
+
+	// Watching changed nothing.
+	if e, err := h.ledger.Get(ctx, pending); err != nil || e.State != ledger.Pending {
+		t.Errorf("pending request now %+v, %v", e, err)
+	}
+	if calls := h.node.Calls(); len(calls) != 0 {
+		t.Errorf("the node was called: %v", calls)
 	}
 }
 
-// value reads a counter's or gauge's value.
+// metricValue reads a counter's or gauge's value.
 func metricValue(m prometheus.Metric) float64 {
 	var d dto.Metric
 	if err := m.Write(&d); err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"lightning-service/internal/ledger/ledgertest"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
+	"lightning-service/internal/payment"
 	"lightning-service/internal/service"
 	"lightning-service/internal/task"
 	"lightning-service/internal/wire"
@@ -39,20 +41,35 @@ const (
 var regtest = &chaincfg.RegressionNetParams
 
 // harness is a Service on a fake node with the vectors' keys and a fixed
-// clock, whose log goes to a buffer.
+// clock, whose log goes to a buffer. It is wired as app.NewService wires
+// it: its pay requests go to a payment owner whose Seal and Publish are the
+// Service's, running until the test ends; the Service's Publisher hands
+// what the owner publishes to the published channel.
 type harness struct {
-	v      *wiretest.Vectors
-	svc    *service.Service
-	w      *service.Worker
-	state  *lightningtest.Stateful
-	node   *lightningtest.Fake
-	ledger ledger.Ledger
-	logs   *lockedBuffer
-	now    time.Time
-	offset int64
+	v         *wiretest.Vectors
+	svc       *service.Service
+	w         *service.Worker
+	state     *lightningtest.Stateful
+	node      *lightningtest.Fake
+	ledger    ledger.Ledger
+	owner     *payment.Owner
+	stopOwner func()
+	published chan service.Result
+	logs      *lockedBuffer
+	now       time.Time
+	offset    int64
 }
 
-func newHarness(t *testing.T, now time.Time) *harness {
+// newHarness returns a harness on a SQLite ledger of the test's own whose
+// service clock stands at now; tune adjusts the payment owner's settings.
+func newHarness(t *testing.T, now time.Time, tune ...func(*payment.Config)) *harness {
+	t.Helper()
+	return newHarnessOn(t, ledgertest.OpenSQLite(t), now, tune...)
+}
+
+// newHarnessOn returns a harness on lg. The payment owner's clock starts at
+// now and runs: its leases and retry budgets need time to pass.
+func newHarnessOn(t *testing.T, lg ledger.Ledger, now time.Time, tune ...func(*payment.Config)) *harness {
 	t.Helper()
 	v := wiretest.Load(t)
 	clock := func() time.Time { return now }
@@ -66,27 +83,119 @@ func newHarness(t *testing.T, now time.Time) *harness {
 	for _, k := range v.PreviousKeys {
 		keys.Previous = append(keys.Previous, []byte(k))
 	}
-	lg := ledgertest.OpenSQLite(t)
+	published := make(chan service.Result, 64)
 	svc := &service.Service{
-		Keys:    keys,
-		Ledger:  lg,
-		MaxSkew: time.Duration(v.MaxSkewMS) * time.Millisecond,
-		Network: network,
-		Payer: &task.Payer{
-			Node: node, Ledger: lg, Network: network, FeeLimit: task.FeeLimit{FloorSat: 10, PPM: 5000},
-			Timeout: time.Minute, Retry: retry, Now: clock, Log: log,
-		},
-		Creator: &task.Creator{Node: node, Secret: []byte(preimageSecret), Retry: retry},
-		Now:     clock,
-		Log:     log,
-		Metrics: service.NewMetrics(prometheus.NewRegistry()),
+		Keys:      keys,
+		Ledger:    lg,
+		MaxSkew:   time.Duration(v.MaxSkewMS) * time.Millisecond,
+		Network:   network,
+		Creator:   &task.Creator{Node: node, Secret: []byte(preimageSecret), Retry: retry},
+		Publisher: publisher(published),
+		Now:       clock,
+		Log:       log,
+		Metrics:   service.NewMetrics(prometheus.NewRegistry()),
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("service log:\n%s", logs)
 		}
 	})
-	return &harness{v: v, svc: svc, w: svc.NewWorker(), state: state, node: node, ledger: lg, logs: logs, now: now}
+	cfg := payment.Config{
+		Node:  node,
+		Store: lg.Payments(),
+		Decode: func(ctx context.Context, pr string) (lightning.PayReq, error) {
+			params, err := network.Params(ctx)
+			if err != nil {
+				return lightning.PayReq{}, err
+			}
+			return lightning.Decode(pr, params)
+		},
+		Seal:         svc.SealPayment,
+		Publish:      svc.PublishPayment,
+		FeeLimit:     payment.FeeLimit{FloorSat: 10, PPM: 5000},
+		RouteTimeout: time.Minute,
+		Retry:        payment.Retry{Budget: retry.Budget, Initial: retry.Initial, Max: retry.Max},
+		Lease:        3 * time.Second,
+		HandOff:      5 * time.Second,
+		Sweep:        50 * time.Millisecond,
+		Alert:        time.Hour,
+		Now:          running(now),
+		Log:          log,
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	owner := payment.New(cfg)
+	svc.Payer = &task.Payer{Owner: owner, Network: network}
+	svc.Metrics.WatchPayments(owner.InFlight)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); owner.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return &harness{v: v, svc: svc, w: svc.NewWorker(), state: state, node: node, ledger: lg, owner: owner, stopOwner: stop,
+		published: published, logs: logs, now: now}
+}
+
+// running is a clock that starts at from and runs with the wall clock.
+func running(from time.Time) func() time.Time {
+	start := time.Now()
+	return func() time.Time { return from.Add(time.Since(start)) }
+}
+
+// publisher hands what the Service publishes outside the consume loop to a
+// channel.
+type publisher chan<- service.Result
+
+func (p publisher) Publish(ctx context.Context, r service.Result) error {
+	select {
+	case p <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// nextPublished is the next result the Service published outside the
+// consume loop.
+func (h *harness) nextPublished(t *testing.T, within time.Duration) service.Result {
+	t.Helper()
+	select {
+	case r := <-h.published:
+		return r
+	case <-time.After(within):
+		t.Fatalf("nothing published within %s", within)
+		return service.Result{}
+	}
+}
+
+// nothingPublished checks that nothing is published for a while.
+func (h *harness) nothingPublished(t *testing.T, during time.Duration) {
+	t.Helper()
+	select {
+	case r := <-h.published:
+		t.Fatalf("published %s", r.Value)
+	case <-time.After(during):
+	}
+}
+
+// eachLedger runs f on a fresh SQLite ledger, and on a fresh PostgreSQL
+// schema when LIGHTNING_TEST_DATABASE_URL is set.
+func eachLedger(t *testing.T, f func(t *testing.T, lg ledger.Ledger)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, ledgertest.OpenSQLite(t)) })
+	base := os.Getenv(ledgertest.DatabaseURLEnv)
+	if base == "" {
+		return
+	}
+	t.Run("postgres", func(t *testing.T) {
+		lg, err := ledger.OpenPostgres(context.Background(), ledgertest.FreshSchema(t, base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lg.Close() })
+		f(t, lg)
+	})
 }
 
 // record is an input delivery carrying value, with a key and headers that a
@@ -445,8 +554,8 @@ func TestCreateSuccessVectorBytes(t *testing.T) {
 // the "pay-already-paid" result byte for byte. The vector's invoice (made
 // 2026-11-23T19:01:50Z, expiring an hour later) is not expired at the
 // vectors' clock, so the service sends, the node refuses, and the service
-// tracks the earlier payment; with the payer's clock past the expiry, the
-// service only looks the payment up. Both give the vector.
+// tracks the earlier payment; with the payment owner's clock past the
+// expiry, it only looks the payment up. Both give the vector.
 func TestPayAlreadyPaidVectorBytes(t *testing.T) {
 	v := wiretest.Load(t)
 	resTS, _, resValue := resultVector(t, v, "pay-already-paid")
@@ -470,8 +579,7 @@ func TestPayAlreadyPaidVectorBytes(t *testing.T) {
 			if got := inv.Expired(tc.payerNow); got != tc.expired {
 				t.Fatalf("invoice expired at %s: %v, want %v", tc.payerNow, got, tc.expired)
 			}
-			h := newHarness(t, clock)
-			h.svc.Payer.Now = func() time.Time { return tc.payerNow }
+			h := newHarness(t, clock, func(c *payment.Config) { c.Now = running(tc.payerNow) })
 			h.state.AddPayment(lightning.Payment{
 				Hash: inv.PaymentHash, Preimage: lightning.Hash{1}, ValueMsat: inv.NumMsat,
 				Status: lightning.PaymentSucceeded, CreatedAt: earlier,
@@ -496,7 +604,9 @@ func TestPayAlreadyPaidVectorBytes(t *testing.T) {
 }
 
 // Shutdown while a payment's outcome is unknown: nothing to publish, and an
-// error so that the record is not committed.
+// error so that the record is not committed. The payment is its owner's,
+// not the worker's: it goes on being tracked, and nothing is stored or
+// published for it while its outcome is unknown.
 func TestCanceledPublishesNothing(t *testing.T) {
 	h := newHarness(t, vectorsNow(t))
 	reqValue, _, _ := validVector(t, h.v, "pay")
@@ -508,10 +618,80 @@ func TestCanceledPublishesNothing(t *testing.T) {
 		cancel()
 		return lightning.Payment{}, lightning.ErrUnavailable
 	}
-	out, err := h.w.Process(ctx, h.record("pay", []byte(reqValue)))
+	in := h.record("pay", []byte(reqValue))
+	out, err := h.w.Process(ctx, in)
 	if out != nil || !core.IsCanceled(err) {
 		t.Errorf("Process = %v, %v; want nothing and a cancellation", out, err)
 	}
+	tracked := h.node.Count(lightningtest.MethodTrackPayment)
+	h.nothingPublished(t, 200*time.Millisecond)
+	if n := h.node.Count(lightningtest.MethodTrackPayment); n <= tracked {
+		t.Errorf("the payment is no longer tracked after the worker left (%d calls, then %d)", tracked, n)
+	}
+	req, err := h.svc.Keys.Verifier(time.Hour).Open(in.Value, h.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := h.ledger.Get(context.Background(), req.ID()); err != nil || e.State != ledger.Pending || e.PayState != ledger.Paying {
+		t.Errorf("ledger entry %+v, %v; want it pending, holding its invoice", e, err)
+	}
+	if n := h.node.Count(lightningtest.MethodSendPayment); n != 1 {
+		t.Errorf("%d SendPayment calls, want 1", n)
+	}
+}
+
+// A payment still in flight when the hand-off ends holds no worker: the
+// delivery is answered Deferred (committed, nothing published); when the
+// payment ends the Service publishes its result with the request record's
+// key and headers, and a copy delivered after that gets the same bytes
+// from the ledger.
+func TestPayInFlightPastHandOffIsDeferredThenPublished(t *testing.T) {
+	eachLedger(t, func(t *testing.T, lg ledger.Ledger) {
+		now := time.Now().Truncate(time.Millisecond)
+		h := newHarnessOn(t, lg, now, func(c *payment.Config) { c.HandOff = 100 * time.Millisecond })
+		release := make(chan struct{})
+		h.state.Settle = func(ctx context.Context, p lightning.Payment) lightning.Payment {
+			select {
+			case <-release:
+				p.Status, p.Preimage = lightning.PaymentSucceeded, lightning.Hash{5}
+			case <-ctx.Done():
+				p.Status, p.Failure = lightning.PaymentFailed, lightning.FailureCanceled
+			}
+			return p
+		}
+		value := eachTask(t, h, now)["pay"]
+		in, out := h.answer(t, "deferred", value)
+		if _, ok := out.(service.Deferred); !ok {
+			t.Fatalf("answer %#v, want service.Deferred{}", out)
+		}
+		if !strings.Contains(h.logs.String(), "payment still in flight; its owner answers when it ends") {
+			t.Errorf("deferral not logged:\n%s", h.logs)
+		}
+		h.nothingPublished(t, 100*time.Millisecond)
+
+		close(release)
+		r := h.nextPublished(t, 10*time.Second)
+		got := h.checkResult(t, in, r)
+		if got.Task != "lightning-pay" || got.Data.Status != "success" {
+			t.Fatalf("published %s", r.Value)
+		}
+		if n := metricValue(h.svc.Metrics.Recovered); n != 1 {
+			t.Errorf("recovered metric %v, want 1", n)
+		}
+
+		_, again := h.process(t, "redelivered", value)
+		if !bytes.Equal(again.Value, r.Value) {
+			t.Errorf("a redelivered copy answered\n%s\nwant the published\n%s", again.Value, r.Value)
+		}
+		e, err := h.ledger.Get(context.Background(), got.Data.RequestID)
+		if err != nil || e.State != ledger.Final || e.PayState != ledger.Paid || !bytes.Equal(e.Result, r.Value) {
+			t.Errorf("ledger entry %+v, %v", e, err)
+		}
+		h.nothingPublished(t, 150*time.Millisecond) // once
+		if n := h.node.Count(lightningtest.MethodSendPayment); n != 1 {
+			t.Errorf("%d SendPayment calls, want 1", n)
+		}
+	})
 }
 
 // An internal error's text is logged, never published.

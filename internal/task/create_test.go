@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -110,7 +111,7 @@ func TestCreateRedeliveredAnswersTheSameInvoice(t *testing.T) {
 	wantSuccess(t, first)
 	again := c.Create(context.Background(), req)
 	wantSuccess(t, again)
-	if again != first {
+	if !reflect.DeepEqual(again, first) {
 		t.Errorf("redelivery answered %+v, first answer %+v", again, first)
 	}
 	if n := fake.Count(lightningtest.MethodAddInvoice); n != 2 {

@@ -1,12 +1,14 @@
 package task_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,37 +19,250 @@ import (
 	"lightning-service/internal/ledger/ledgertest"
 	"lightning-service/internal/lightning"
 	"lightning-service/internal/lightning/lightningtest"
+	"lightning-service/internal/payment"
 	"lightning-service/internal/task"
 	"lightning-service/internal/wire"
 )
 
-var testFeeLimit = task.FeeLimit{FloorSat: 10, PPM: 5000}
+var testFeeLimit = payment.FeeLimit{FloorSat: 10, PPM: 5000}
 
-// newPayer returns a Payer with a ledger of its own: a fresh service.
-func newPayer(t *testing.T, node lightning.Node, now time.Time) *task.Payer {
-	return newPayerWith(t, node, now, ledgertest.OpenSQLite(t))
+// The pay tests run the owner of payments on the wall clock, as the
+// ledger's leases do, so their invoices are made relative to it; requests
+// are never opened here, so their timestamps only name them.
+
+// books is what the payers of one test share, as instances of the service
+// share a ledger: the ledger itself, and what the payment owners over it
+// sealed and published. Seal records each outcome under a token that it
+// returns as the sealed result, so that the result the ledger kept for a
+// request, whoever stored it, reads back as the task's outcome.
+type books struct {
+	t  *testing.T
+	lg ledger.Ledger
+
+	mu        sync.Mutex
+	sealed    map[string]task.Outcome     // by token
+	seals     map[string]int              // Seal calls, by request id
+	published map[string][]payment.Record // by request id
+	changed   chan struct{}               // closed and replaced at each publish
+	stops     map[*task.Payer]func()      // each payer's owner
 }
 
-// newPayerWith returns a Payer on lg: a restarted service, or another
-// instance, sharing the ledger.
-func newPayerWith(t *testing.T, node lightning.Node, now time.Time, lg ledger.Ledger) *task.Payer {
-	return &task.Payer{
-		Node:     node,
-		Ledger:   lg,
-		Network:  task.FixedNetwork(regtest),
-		FeeLimit: testFeeLimit,
-		Timeout:  time.Minute,
-		Retry:    fastRetry,
-		Now:      func() time.Time { return now },
-		Log:      testLogger(t),
+// newBooks returns books over a SQLite ledger of the test's own.
+func newBooks(t *testing.T) *books {
+	return &books{
+		t: t, lg: ledgertest.OpenSQLite(t),
+		sealed: map[string]task.Outcome{}, seals: map[string]int{}, published: map[string][]payment.Record{},
+		changed: make(chan struct{}), stops: map[*task.Payer]func(){},
 	}
 }
 
-// payInvoice is an invoice of 1,000.5 sat made a minute before t0, expiring
-// an hour after.
+func (b *books) seal(id string, hash lightning.Hash, o payment.Outcome) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seals[id]++
+	token := fmt.Sprintf("%s#%d", id, b.seals[id])
+	b.sealed[token] = task.PayOutcome(o, hash)
+	return []byte(token), nil
+}
+
+func (b *books) publish(_ context.Context, r payment.Record) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.published[r.ID] = append(b.published[r.ID], r)
+	close(b.changed)
+	b.changed = make(chan struct{})
+	return nil
+}
+
+// payer starts an owner of payments on node over the books' ledger, as one
+// instance of the service does, and returns its Payer. The owner runs until
+// the test ends or stop is called; tune adjusts its configuration.
+func (b *books) payer(node lightning.Node, tune ...func(*payment.Config)) *task.Payer {
+	b.t.Helper()
+	cfg := payment.Config{
+		Node:  node,
+		Store: b.lg.Payments(),
+		Decode: func(_ context.Context, pr string) (lightning.PayReq, error) {
+			return lightning.Decode(pr, regtest)
+		},
+		Seal:         b.seal,
+		Publish:      b.publish,
+		FeeLimit:     testFeeLimit,
+		RouteTimeout: time.Minute,
+		Retry:        payment.Retry{Budget: fastRetry.Budget, Initial: fastRetry.Initial, Max: fastRetry.Max},
+		Lease:        3 * time.Second,
+		HandOff:      5 * time.Second,
+		Sweep:        100 * time.Millisecond,
+		Log:          testLogger(b.t),
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	o := payment.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); o.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	b.t.Cleanup(stop)
+	p := &task.Payer{Owner: o, Network: task.FixedNetwork(regtest)}
+	b.mu.Lock()
+	b.stops[p] = stop
+	b.mu.Unlock()
+	return p
+}
+
+// stop stops p's owner, as its instance stopping does, and waits for it.
+func (b *books) stop(p *task.Payer) {
+	b.mu.Lock()
+	stop := b.stops[p]
+	b.mu.Unlock()
+	stop()
+}
+
+// newPayer is a payer with books of its own: a fresh service.
+func newPayer(t *testing.T, node lightning.Node, tune ...func(*payment.Config)) (*books, *task.Payer) {
+	b := newBooks(t)
+	return b, b.payer(node, tune...)
+}
+
+// clockAt fixes the owner's clock at an instant.
+func clockAt(at time.Time) func(*payment.Config) {
+	return func(c *payment.Config) { c.Now = func() time.Time { return at } }
+}
+
+// recordKey and recordHeaders are the key and headers of the record that
+// carried req.
+func recordKey(req *wire.Request) []byte { return []byte("key-" + req.ID()[:8]) }
+
+func recordHeaders(req *wire.Request) []payment.Header {
+	return []payment.Header{{Key: "caller", Value: []byte(req.ID())}}
+}
+
+// payRaw hands req to p as a worker does and returns what the Payer
+// answers, unresolved.
+func payRaw(ctx context.Context, p *task.Payer, req *wire.Request) task.Outcome {
+	return p.Pay(ctx, req, recordKey(req), recordHeaders(req))
+}
+
+// pay hands req to p and returns the request's outcome: resolved by answer.
+func (b *books) pay(ctx context.Context, p *task.Payer, req *wire.Request) task.Outcome {
+	b.t.Helper()
+	return b.answer(req, payRaw(ctx, p, req))
+}
+
+// answer resolves what a Payer answered for req into the request's outcome:
+// an ordinary outcome as it is; a Stored result as the outcome sealed into
+// it; Deferred as the outcome sealed into the result the owner publishes
+// later, which must carry the request record's key and headers.
+func (b *books) answer(req *wire.Request, out task.Outcome) task.Outcome {
+	b.t.Helper()
+	switch {
+	case out.Stored != nil:
+		if out.Deferred || out.Err != nil || out.Message != nil {
+			b.t.Errorf("a stored result with more: %+v", out)
+		}
+		got := b.opened(out.Stored)
+		if out.PaymentHash != got.PaymentHash {
+			b.t.Errorf("stored result's outcome has payment hash %q, the Payer's %q", got.PaymentHash, out.PaymentHash)
+		}
+		return got
+	case out.Deferred:
+		if out.Err != nil || out.Message != nil {
+			b.t.Errorf("a deferred answer with an outcome: %+v", out)
+		}
+		r := b.nextPublished(req.ID(), 0, 10*time.Second)
+		if !bytes.Equal(r.Key, recordKey(req)) || !reflect.DeepEqual(r.Headers, recordHeaders(req)) {
+			b.t.Errorf("published with key %q headers %+v, want the request record's %q %+v", r.Key, r.Headers, recordKey(req), recordHeaders(req))
+		}
+		return b.opened(r.Result)
+	}
+	return out
+}
+
+// opened is the outcome sealed into a result.
+func (b *books) opened(result []byte) task.Outcome {
+	b.t.Helper()
+	b.mu.Lock()
+	out, ok := b.sealed[string(result)]
+	b.mu.Unlock()
+	if !ok {
+		b.t.Fatalf("result %q was never sealed", result)
+	}
+	return out
+}
+
+// nextPublished waits until more than n results were published for request
+// id, and returns the one after the first n.
+func (b *books) nextPublished(id string, n int, within time.Duration) payment.Record {
+	b.t.Helper()
+	timeout := time.After(within)
+	for {
+		b.mu.Lock()
+		recs, changed := b.published[id], b.changed
+		b.mu.Unlock()
+		if len(recs) > n {
+			return recs[n]
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			b.t.Fatalf("no result published for request %s within %s", id, within)
+		}
+	}
+}
+
+// publishedFor returns the results published for request id so far.
+func (b *books) publishedFor(id string) []payment.Record {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]payment.Record(nil), b.published[id]...)
+}
+
+func (b *books) sealCount(id string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seals[id]
+}
+
+// record returns request id as the ledger holds it.
+func (b *books) record(id string) payment.Record {
+	b.t.Helper()
+	r, err := b.lg.Payments().Get(context.Background(), id)
+	if err != nil {
+		b.t.Fatalf("request %s in the ledger: %v", id, err)
+	}
+	return r
+}
+
+// wantRecord checks that the ledger holds request id as final (or not) in
+// state.
+func (b *books) wantRecord(id string, final bool, state payment.State) {
+	b.t.Helper()
+	if r := b.record(id); r.Final != final || r.State != state {
+		b.t.Errorf("ledger has %s final %v in state %q (%+v), want final %v in state %q", id, r.Final, r.State, r, final, state)
+	}
+}
+
+// claimedByGone leaves req in the ledger as an instance that claimed its
+// invoice and then stopped leaves it: holding the hash (sending), under a
+// lease that has lapsed.
+func (b *books) claimedByGone(req *wire.Request, pr string, hash lightning.Hash) {
+	b.t.Helper()
+	c, err := b.lg.Payments().Claim(context.Background(), payment.Claim{
+		ID: req.ID(), Task: "pay", Hash: hash, PaymentRequest: pr,
+		Key: recordKey(req), Headers: recordHeaders(req), Owner: "gone", Until: time.Now().Add(-time.Second),
+	})
+	if err != nil || !c.Owned || c.Self.State != payment.Sending {
+		b.t.Fatalf("claim = %+v, %v", c, err)
+	}
+}
+
+// payInvoice is an invoice of 1,000.5 sat made a minute ago, expiring in
+// an hour.
 func payInvoice(t *testing.T) (string, lightning.Hash) {
 	return lightningtest.NewInvoice(t, lightningtest.InvoiceOpts{
-		AmountMsat: 1_000_500, Memo: "invoice to pay", Expiry: time.Hour, Timestamp: t0.Add(-time.Minute),
+		AmountMsat: 1_000_500, Memo: "invoice to pay", Expiry: time.Hour, Timestamp: time.Now().Add(-time.Minute),
 	})
 }
 
@@ -81,10 +296,14 @@ func failedPayment(hash lightning.Hash, createdAt time.Time, r lightning.Failure
 	return lightning.Payment{Hash: hash, ValueMsat: 1_000_500, Status: lightning.PaymentFailed, Failure: r, CreatedAt: createdAt}
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func TestPayZeroAmountInvoice(t *testing.T) {
-	pr, hash := lightningtest.NewInvoice(t, lightningtest.InvoiceOpts{Memo: "any amount", Timestamp: t0})
+	pr, hash := lightningtest.NewInvoice(t, lightningtest.InvoiceOpts{Memo: "any amount", Timestamp: time.Now()})
 	fake := &lightningtest.Fake{}
-	out := newPayer(t, fake, t0).Pay(context.Background(), payRequest("r", t0, pr))
+	b, p := newPayer(t, fake)
+	req := payRequest("r", t0, pr)
+	out := payRaw(context.Background(), p, req)
 	f := wantFailure(t, out, core.CodeAmountRequired)
 	if f.PaymentError != "amount required" {
 		t.Errorf("payment_error %q", f.PaymentError)
@@ -94,6 +313,10 @@ func TestPayZeroAmountInvoice(t *testing.T) {
 	}
 	if calls := fake.Calls(); len(calls) != 0 {
 		t.Errorf("the node was called: %v", calls)
+	}
+	// Answered without a claim: the worker stores it as any other task's.
+	if _, err := b.lg.Payments().Get(context.Background(), req.ID()); !errors.Is(err, payment.ErrNotRecorded) {
+		t.Errorf("the payment owner recorded a request it had no invoice to pay for: %v", err)
 	}
 }
 
@@ -111,7 +334,8 @@ func TestPayInvalidPaymentRequest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := &lightningtest.Fake{}
-			out := newPayer(t, fake, t0).Pay(context.Background(), request(tc.name, wire.TaskPay, t0, tc.payload))
+			_, p := newPayer(t, fake)
+			out := payRaw(context.Background(), p, request(tc.name, wire.TaskPay, t0, tc.payload))
 			f := wantFailure(t, out, tc.code)
 			if want := core.LegacyPaymentError(tc.code); f.PaymentError != want {
 				t.Errorf("payment_error %q, want %q", f.PaymentError, want)
@@ -126,10 +350,20 @@ func TestPayInvalidPaymentRequest(t *testing.T) {
 	}
 }
 
+// refusesExpired answers SendPayment as LND does for an expired invoice.
+func refusesExpired(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
+	return lightning.Payment{}, errors.New("rpc error: code = Unknown desc = invoice expired")
+}
+
 func TestPayExpiredInvoice(t *testing.T) {
-	pr, hash := lightningtest.NewInvoice(t, lightningtest.InvoiceOpts{AmountMsat: 5000, Expiry: time.Hour, Timestamp: t0.Add(-2 * time.Hour)})
-	expiresAt := t0.Add(-time.Hour)
-	req := payRequest("r", t0, pr)
+	now := time.Now()
+	pr, hash := lightningtest.NewInvoice(t, lightningtest.InvoiceOpts{AmountMsat: 5000, Expiry: time.Hour, Timestamp: now.Add(-2 * time.Hour)})
+	inv, err := lightning.Decode(pr, regtest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiresAt := inv.ExpiresAt()
+	req := payRequest("r", now, pr)
 
 	for _, tc := range []struct {
 		name     string
@@ -143,10 +377,14 @@ func TestPayExpiredInvoice(t *testing.T) {
 		{name: "another request's payment failed", earlier: ptr(failedPayment(hash, expiresAt.Add(-time.Minute), lightning.FailureNoRoute)), code: core.CodeInvoiceExpired},
 		{name: "another request in the ledger paid it", holder: "other paid", code: core.CodeAlreadyPaid},
 		// A redelivered request whose payment went through (an earlier
-		// delivery claimed the invoice in the ledger, then the service
-		// crashed) gets its success again.
+		// delivery claimed the invoice in the ledger, then its instance
+		// stopped) gets its success again.
 		{name: "paid for this request", earlier: ptr(succeeded(hash, expiresAt.Add(-time.Minute))), holder: "this", wantPaid: true},
-		{name: "this request's payment failed", earlier: ptr(failedPayment(hash, expiresAt.Add(-time.Minute), lightning.FailureTimeout)), holder: "this", code: core.CodeTimeout},
+		// A failed payment on the node is not known to be this request's
+		// own (it may predate the claim): the owner sends again, the node
+		// refuses the expired invoice, twice, and that is the answer. (The
+		// service used to answer the failure as this request's.)
+		{name: "this request's payment failed", earlier: ptr(failedPayment(hash, expiresAt.Add(-time.Minute), lightning.FailureTimeout)), holder: "this", code: core.CodeInvoiceExpired},
 		{name: "this request's payment never reached the node", holder: "this", code: core.CodeInvoiceExpired},
 		// Without the ledger's word a payment is never taken for this
 		// request's, however recent: the service used to guess by time.
@@ -157,19 +395,19 @@ func TestPayExpiredInvoice(t *testing.T) {
 			if tc.earlier != nil {
 				state.AddPayment(*tc.earlier)
 			}
-			lg := ledgertest.OpenSQLite(t)
+			b := newBooks(t)
 			switch tc.holder {
 			case "this":
-				claim(t, lg, req.ID(), hash)
+				b.claimedByGone(req, pr, hash)
 			case "other paid":
-				other := payRequest("other", t0.Add(-2*time.Hour), pr).ID()
-				claim(t, lg, other, hash)
-				if err := lg.EndPayment(context.Background(), other, true); err != nil {
+				other := payRequest("other", now.Add(-2*time.Hour), pr)
+				b.claimedByGone(other, pr, hash)
+				if _, err := b.lg.Payments().End(context.Background(), payment.End{ID: other.ID(), Owner: "gone", State: payment.Paid, Result: []byte("paid")}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			fake := &lightningtest.Fake{Node: state}
-			out := newPayerWith(t, fake, t0, lg).Pay(context.Background(), req)
+			fake := &lightningtest.Fake{Node: state, SendPaymentFunc: refusesExpired}
+			out := b.pay(context.Background(), b.payer(fake), req)
 			if tc.wantPaid {
 				wantSuccess(t, out)
 				if !reflect.DeepEqual(out.Message, task.PaymentMessageFor(*tc.earlier)) {
@@ -181,14 +419,24 @@ func TestPayExpiredInvoice(t *testing.T) {
 					t.Errorf("payment_error %q, want %q", f.PaymentError, want)
 				}
 			}
-			if n := fake.Count(lightningtest.MethodSendPayment); n != 0 {
-				t.Errorf("%d SendPayment calls for an expired invoice", n)
+			if out.PaymentHash != hash.String() {
+				t.Errorf("payment hash %q, want %s", out.PaymentHash, hash)
+			}
+			// Only a request that may have sent already sends again (and
+			// the node refuses it); nothing is ever paid.
+			sends := fake.Count(lightningtest.MethodSendPayment)
+			if tc.holder != "this" && sends != 0 || sends > 2 {
+				t.Errorf("%d SendPayment calls for an expired invoice", sends)
+			}
+			if pmt, ok := state.Payment(hash); ok != (tc.earlier != nil) || ok && !reflect.DeepEqual(pmt, *tc.earlier) {
+				t.Errorf("the node's payment is %+v, want %+v", pmt, tc.earlier)
 			}
 			if tc.holder == "this" {
-				h, err := lg.Holder(context.Background(), hash.String())
-				if paid := err == nil && h.PayState == ledger.Paid; paid != tc.wantPaid {
+				h, err := b.lg.Payments().Holder(context.Background(), hash)
+				if paid := err == nil && h.ID == req.ID() && h.State == payment.Paid; paid != tc.wantPaid {
 					t.Errorf("ledger holder %+v, %v after the payment's outcome", h, err)
 				}
+				b.wantRecord(req.ID(), true, map[bool]payment.State{true: payment.Paid, false: payment.Unpaid}[tc.wantPaid])
 			}
 		})
 	}
@@ -197,9 +445,13 @@ func TestPayExpiredInvoice(t *testing.T) {
 		fake := &lightningtest.Fake{TrackPaymentFunc: func(context.Context, lightning.Hash) (lightning.Payment, error) {
 			return lightning.Payment{}, lightning.ErrUnavailable
 		}}
-		wantFailure(t, newPayer(t, fake, t0).Pay(context.Background(), req), core.CodeNodeUnavailable)
+		b, p := newPayer(t, fake)
+		wantFailure(t, b.pay(context.Background(), p, req), core.CodeNodeUnavailable)
 		if n := fake.Count(lightningtest.MethodSendPayment); n != 0 {
 			t.Errorf("%d SendPayment calls for an expired invoice", n)
+		}
+		if n := fake.Count(lightningtest.MethodTrackPayment); n < 2 {
+			t.Errorf("%d TrackPayment calls; an unreachable node is retried", n)
 		}
 	})
 
@@ -207,23 +459,12 @@ func TestPayExpiredInvoice(t *testing.T) {
 	// itself it pays.
 	t.Run("at the expiry instant", func(t *testing.T) {
 		fake := &lightningtest.Fake{Node: &lightningtest.Stateful{}}
-		wantSuccess(t, newPayer(t, fake, expiresAt).Pay(context.Background(), payRequest("r", expiresAt, pr)))
+		b, p := newPayer(t, fake, clockAt(expiresAt))
+		wantSuccess(t, b.pay(context.Background(), p, payRequest("r", expiresAt, pr)))
 		if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
 			t.Errorf("%d SendPayment calls, want 1", n)
 		}
 	})
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// claim makes request id the holder of hash in lg, as an earlier delivery of
-// it would have before paying.
-func claim(t *testing.T, lg ledger.Ledger, id string, hash lightning.Hash) {
-	t.Helper()
-	c, err := lg.ClaimPayment(context.Background(), id, hash.String())
-	if err != nil || !c.Mine(id) {
-		t.Fatalf("claim = %+v, %v", c, err)
-	}
 }
 
 func TestPaySuccessMessage(t *testing.T) {
@@ -231,8 +472,13 @@ func TestPaySuccessMessage(t *testing.T) {
 	fake := &lightningtest.Fake{SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
 		return succeeded(hash, t0), nil
 	}}
-	p := newPayer(t, fake, t0)
-	out := p.Pay(context.Background(), payRequest("r", t0, pr))
+	b, p := newPayer(t, fake)
+	req := payRequest("r", t0, pr)
+	raw := payRaw(context.Background(), p, req)
+	if raw.Stored == nil {
+		t.Fatalf("a payment that ended within the hand-off answered %+v, want its stored result", raw)
+	}
+	out := b.answer(req, raw)
 	wantSuccess(t, out)
 
 	calls := fake.Calls()
@@ -245,6 +491,13 @@ func TestPaySuccessMessage(t *testing.T) {
 	}
 	if out.PaymentHash != hash.String() {
 		t.Errorf("outcome payment hash %s, want %s", out.PaymentHash, hash)
+	}
+	r := b.record(req.ID())
+	if !r.Final || r.State != payment.Paid || !bytes.Equal(r.Result, raw.Stored) || r.Unpublished {
+		t.Errorf("ledger has %+v; want it final, paid, with the stored result, published by the worker", r)
+	}
+	if !bytes.Equal(r.Key, recordKey(req)) || !reflect.DeepEqual(r.Headers, recordHeaders(req)) {
+		t.Errorf("ledger keeps key %q headers %+v, want the record's", r.Key, r.Headers)
 	}
 
 	got, err := json.Marshal(out.Message)
@@ -293,7 +546,9 @@ func TestPayFailureReasons(t *testing.T) {
 			fake := &lightningtest.Fake{SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
 				return failedPayment(hash, t0, tc.reason), nil
 			}}
-			out := newPayer(t, fake, t0).Pay(context.Background(), payRequest("r", t0, pr))
+			b, p := newPayer(t, fake)
+			req := payRequest("r", t0, pr)
+			out := b.pay(context.Background(), p, req)
 			f := wantFailure(t, out, tc.code)
 			if want := core.LegacyPaymentError(tc.code); f.PaymentError != want || want == "" {
 				t.Errorf("payment_error %q, want %q", f.PaymentError, want)
@@ -301,6 +556,7 @@ func TestPayFailureReasons(t *testing.T) {
 			if out.PaymentHash != hash.String() {
 				t.Errorf("payment hash %q, want %s", out.PaymentHash, hash)
 			}
+			b.wantRecord(req.ID(), true, payment.Unpaid)
 		})
 	}
 }
@@ -310,7 +566,8 @@ func TestPayNodeUnavailable(t *testing.T) {
 	fake := &lightningtest.Fake{SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
 		return lightning.Payment{}, fmt.Errorf("connection refused: %w", lightning.ErrUnavailable)
 	}}
-	out := newPayer(t, fake, t0).Pay(context.Background(), payRequest("r", t0, pr))
+	b, p := newPayer(t, fake)
+	out := b.pay(context.Background(), p, payRequest("r", t0, pr))
 	f := wantFailure(t, out, core.CodeNodeUnavailable)
 	if f.PaymentError != "failed to connect to all addresses" || out.PaymentHash != hash.String() {
 		t.Errorf("payment_error %q, payment hash %q", f.PaymentError, out.PaymentHash)
@@ -320,57 +577,130 @@ func TestPayNodeUnavailable(t *testing.T) {
 	}
 }
 
+// A refusal in the node's own words is checked before it is the answer:
+// sent twice, with nothing on the node, it is; its text is never published.
 func TestPayNodeErrorIsInternal(t *testing.T) {
 	pr, _ := payInvoice(t)
-	fake := &lightningtest.Fake{SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
-		return lightning.Payment{}, errors.New("rpc error: router at 10.1.2.3:10009 exploded")
-	}}
-	out := newPayer(t, fake, t0).Pay(context.Background(), payRequest("r", t0, pr))
+	fake := &lightningtest.Fake{
+		SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
+			return lightning.Payment{}, errors.New("rpc error: router at 10.1.2.3:10009 exploded")
+		},
+		TrackPaymentFunc: func(context.Context, lightning.Hash) (lightning.Payment, error) {
+			return lightning.Payment{}, lightning.ErrPaymentNotFound
+		},
+	}
+	b, p := newPayer(t, fake)
+	out := b.pay(context.Background(), p, payRequest("r", t0, pr))
 	f := wantFailure(t, out, core.CodeInternal)
 	noSecretIn(t, "published detail", f.Detail, "10.1.2.3")
+	if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
+		t.Errorf("%d SendPayment calls, want 2: a refusal is the answer only when made again", n)
+	}
 }
 
-// A redelivered request finds its own payment on the node and answers its
-// success again, without paying twice; in the same run and after a restart.
-// (The service answers a request whose result it stored from the ledger
-// without calling the Payer; this is the case of a crash before the result
-// was stored.) The ledger says which request holds the invoice, so the
-// redelivered request tracks its payment instead of sending again.
+// A request delivered again gets the result stored for it, byte for byte,
+// without paying twice or asking the node: from the same instance, from
+// another one, and after a restart. (The service answers a request whose
+// result it stored without calling the Payer; this is a copy that reached
+// the Payer, racing the first or after it.)
 func TestPayRedeliveredGetsSameSuccess(t *testing.T) {
 	pr, hash := payInvoice(t)
 	state := &lightningtest.Stateful{
-		Now:    func() time.Time { return t0.Add(time.Second) },
 		Settle: func(_ context.Context, p lightning.Payment) lightning.Payment { return succeeded(hash, p.CreatedAt) },
 	}
 	fake := &lightningtest.Fake{Node: state}
 	req := payRequest("r", t0, pr)
-	lg := ledgertest.OpenSQLite(t)
-	p := newPayerWith(t, fake, t0, lg)
+	b := newBooks(t)
+	p := b.payer(fake)
 
-	first := p.Pay(context.Background(), req)
-	wantSuccess(t, first)
-	again := p.Pay(context.Background(), req)
-	wantSuccess(t, again)
-	restarted := newPayerWith(t, fake, t0, lg).Pay(context.Background(), req)
-	wantSuccess(t, restarted)
+	first := payRaw(context.Background(), p, req)
+	wantSuccess(t, b.answer(req, first))
+	again := payRaw(context.Background(), p, req)
+	other := payRaw(context.Background(), b.payer(fake), req)
+	b.stop(p)
+	restarted := payRaw(context.Background(), b.payer(fake), req)
 
-	if !reflect.DeepEqual(again, first) || !reflect.DeepEqual(restarted, first) {
-		t.Errorf("answers differ:\n first %+v\n again %+v\n restarted %+v", first, again, restarted)
+	for name, out := range map[string]task.Outcome{"again": again, "another instance": other, "restarted": restarted} {
+		if out.Stored == nil || !bytes.Equal(out.Stored, first.Stored) || out.PaymentHash != first.PaymentHash {
+			t.Errorf("%s: %+v, want the first stored result %+v", name, out, first)
+		}
+	}
+	if n := b.sealCount(req.ID()); n != 1 {
+		t.Errorf("request sealed %d times, want once", n)
 	}
 	if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
 		t.Errorf("%d SendPayment calls, want 1", n)
 	}
-	if n := fake.Count(lightningtest.MethodTrackPayment); n != 2 {
-		t.Errorf("%d TrackPayment calls, want 2", n)
+	if n := fake.Count(lightningtest.MethodTrackPayment); n != 0 {
+		t.Errorf("%d TrackPayment calls, want 0: the ledger answers", n)
 	}
 }
 
+// An earlier delivery claimed the invoice and its instance stopped before
+// the answer; a delivery again resumes from what the node has, as the
+// ledger says the payment, if any, is its own: it pays once when nothing
+// reached the node, and takes the node's payment for its own otherwise.
+func TestPayResumedClaim(t *testing.T) {
+	pr, hash := payInvoice(t)
+	req := payRequest("r", t0, pr)
+
+	t.Run("never sent", func(t *testing.T) {
+		fake := &lightningtest.Fake{Node: &lightningtest.Stateful{}}
+		b := newBooks(t)
+		b.claimedByGone(req, pr, hash)
+		wantSuccess(t, b.pay(context.Background(), b.payer(fake), req))
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+			t.Errorf("%d SendPayment calls, want 1", n)
+		}
+		if h, err := b.lg.Payments().Holder(context.Background(), hash); err != nil || h.ID != req.ID() || h.State != payment.Paid {
+			t.Errorf("holder %+v, %v", h, err)
+		}
+	})
+
+	t.Run("paid", func(t *testing.T) {
+		state := &lightningtest.Stateful{}
+		state.AddPayment(succeeded(hash, t0))
+		fake := &lightningtest.Fake{Node: state}
+		b := newBooks(t)
+		b.claimedByGone(req, pr, hash)
+		out := b.pay(context.Background(), b.payer(fake), req)
+		wantSuccess(t, out)
+		if !reflect.DeepEqual(out.Message, task.PaymentMessageFor(succeeded(hash, t0))) {
+			t.Errorf("message %+v", out.Message)
+		}
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 0 {
+			t.Errorf("%d SendPayment calls, want 0", n)
+		}
+		b.wantRecord(req.ID(), true, payment.Paid)
+	})
+
+	t.Run("in flight", func(t *testing.T) {
+		state := &lightningtest.Stateful{}
+		state.AddPayment(lightning.Payment{Hash: hash, ValueMsat: 1_000_500, Status: lightning.PaymentInFlight, CreatedAt: t0})
+		calls := make(chan lightningtest.Call, 64)
+		fake := &lightningtest.Fake{Node: state, Notify: calls}
+		b := newBooks(t)
+		b.claimedByGone(req, pr, hash)
+		done := make(chan task.Outcome, 1)
+		p := b.payer(fake)
+		go func() { done <- payRaw(context.Background(), p, req) }()
+		waitFor(t, calls, lightningtest.MethodTrackPayment)
+		state.Resolve(hash, failedPayment(hash, t0, lightning.FailureNoRoute))
+		// The payment it found failed. A failure is not known to be the
+		// request's own (it may predate the claim): it sends again, and
+		// that payment is the answer.
+		wantSuccess(t, b.answer(req, <-done))
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+			t.Errorf("%d SendPayment calls, want 1", n)
+		}
+	})
+}
+
 // Another, later request for an invoice already paid gets already_paid, in
-// the same run and after a restart, when the service no longer remembers
-// which request paid.
+// the same run and after a restart, when the ledger no longer knows which
+// request paid.
 func TestPayLaterRequestAlreadyPaid(t *testing.T) {
 	pr, hash := payInvoice(t)
-	paidAt := t0.Add(time.Second)
 	later := payRequest("later", t0.Add(time.Minute), pr)
 
 	check := func(t *testing.T, out task.Outcome) {
@@ -382,20 +712,27 @@ func TestPayLaterRequestAlreadyPaid(t *testing.T) {
 	}
 
 	t.Run("same run", func(t *testing.T) {
-		fake := &lightningtest.Fake{Node: &lightningtest.Stateful{Now: func() time.Time { return paidAt }}}
-		p := newPayer(t, fake, later.Timestamp)
-		wantSuccess(t, p.Pay(context.Background(), payRequest("first", t0, pr)))
-		check(t, p.Pay(context.Background(), later))
+		fake := &lightningtest.Fake{Node: &lightningtest.Stateful{}}
+		b, p := newPayer(t, fake)
+		wantSuccess(t, b.pay(context.Background(), p, payRequest("first", t0, pr)))
+		check(t, b.pay(context.Background(), p, later))
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+			t.Errorf("%d SendPayment calls, want 1: the ledger says the invoice is paid", n)
+		}
+		b.wantRecord(later.ID(), true, payment.Waiting)
 	})
 
 	t.Run("after a restart", func(t *testing.T) {
 		state := &lightningtest.Stateful{}
-		state.AddPayment(succeeded(hash, paidAt))
+		state.AddPayment(succeeded(hash, t0.Add(time.Second)))
 		fake := &lightningtest.Fake{Node: state}
-		check(t, newPayer(t, fake, later.Timestamp).Pay(context.Background(), later))
+		b, p := newPayer(t, fake)
+		check(t, b.pay(context.Background(), p, later))
 		if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
 			t.Errorf("%d SendPayment calls, want the one refused", n)
 		}
+		// It held the hash and paid nothing: the hash is free.
+		b.wantRecord(later.ID(), true, payment.Unpaid)
 	})
 }
 
@@ -404,19 +741,20 @@ func TestPayLaterRequestAlreadyPaid(t *testing.T) {
 func TestPayAfterEarlierPaymentInFlightFails(t *testing.T) {
 	pr, hash := payInvoice(t)
 	state := &lightningtest.Stateful{
-		Now:    func() time.Time { return t0.Add(time.Second) },
 		Settle: func(_ context.Context, p lightning.Payment) lightning.Payment { return succeeded(hash, p.CreatedAt) },
 	}
 	state.AddPayment(lightning.Payment{Hash: hash, ValueMsat: 1_000_500, Status: lightning.PaymentInFlight, CreatedAt: t0.Add(-time.Minute)})
 	calls := make(chan lightningtest.Call, 16)
 	fake := &lightningtest.Fake{Node: state, Notify: calls}
+	b, p := newPayer(t, fake)
+	req := payRequest("r", t0, pr)
 
 	done := make(chan task.Outcome)
-	go func() { done <- newPayer(t, fake, t0).Pay(context.Background(), payRequest("r", t0, pr)) }()
+	go func() { done <- payRaw(context.Background(), p, req) }()
 	waitFor(t, calls, lightningtest.MethodTrackPayment)
 	state.Resolve(hash, failedPayment(hash, t0.Add(-time.Minute), lightning.FailureNoRoute))
 
-	out := <-done
+	out := b.answer(req, <-done)
 	wantSuccess(t, out)
 	if got := out.Message.(task.PaymentMessage).PaymentHash; got != hash.String() {
 		t.Errorf("paid %s, want %s", got, hash)
@@ -433,14 +771,15 @@ func TestPayConcurrentRequestAfterInFlightFails(t *testing.T) {
 	state, settling := settledByHand()
 	calls := make(chan lightningtest.Call, 16)
 	fake := &lightningtest.Fake{Node: state, Notify: calls}
-	p := newPayer(t, fake, t0.Add(time.Minute))
+	b, p := newPayer(t, fake)
+	firstReq, secondReq := payRequest("first", t0, pr), payRequest("second", t0.Add(time.Minute), pr)
 
 	first, second := make(chan task.Outcome), make(chan task.Outcome)
-	go func() { first <- p.Pay(context.Background(), payRequest("first", t0, pr)) }()
+	go func() { first <- payRaw(context.Background(), p, firstReq) }()
 	firstOutcome := <-settling // the first payment is in flight
 	waitFor(t, calls, lightningtest.MethodSendPayment)
 
-	go func() { second <- p.Pay(context.Background(), payRequest("second", t0.Add(time.Minute), pr)) }()
+	go func() { second <- payRaw(context.Background(), p, secondReq) }()
 	// The second request waits for the first's outcome: it sends nothing
 	// while the first payment is in flight.
 	select {
@@ -450,12 +789,11 @@ func TestPayConcurrentRequestAfterInFlightFails(t *testing.T) {
 	}
 
 	firstOutcome <- failedPayment(hash, t0, lightning.FailureNoRoute)
-	wantFailure(t, <-first, core.CodeNoRoute)
+	wantFailure(t, b.answer(firstReq, <-first), core.CodeNoRoute)
 
 	secondOutcome := <-settling // the first failed: the second request pays
 	secondOutcome <- succeeded(hash, t0)
-	out := <-second
-	wantSuccess(t, out)
+	wantSuccess(t, b.answer(secondReq, <-second))
 	if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
 		t.Errorf("%d SendPayment calls, want 2", n)
 	}
@@ -467,20 +805,21 @@ func TestPayConcurrentRequestAfterInFlightSucceeds(t *testing.T) {
 	pr, hash := payInvoice(t)
 	state, settling := settledByHand()
 	fake := &lightningtest.Fake{Node: state}
-	p := newPayer(t, fake, t0.Add(time.Minute))
+	b, p := newPayer(t, fake)
+	firstReq, secondReq := payRequest("first", t0, pr), payRequest("second", t0, pr)
 
 	first, second := make(chan task.Outcome), make(chan task.Outcome)
-	go func() { first <- p.Pay(context.Background(), payRequest("first", t0, pr)) }()
+	go func() { first <- payRaw(context.Background(), p, firstReq) }()
 	firstOutcome := <-settling
-	// Signed before the first payment was made, so the clock alone could
-	// not tell it from a redelivery of the first request.
-	go func() { second <- p.Pay(context.Background(), payRequest("second", t0, pr)) }()
+	// Signed at the same time as the first, so the clock alone could not
+	// tell it from a redelivery of the first request.
+	go func() { second <- payRaw(context.Background(), p, secondReq) }()
 	time.Sleep(100 * time.Millisecond)
 	firstOutcome <- succeeded(hash, t0.Add(time.Second))
-	wantSuccess(t, <-first)
-	wantFailure(t, <-second, core.CodeAlreadyPaid)
+	wantSuccess(t, b.answer(firstReq, <-first))
+	wantFailure(t, b.answer(secondReq, <-second), core.CodeAlreadyPaid)
 	// The ledger says the first request paid: the second does not even ask
-	// the node (it used to send, and be refused).
+	// the node.
 	if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
 		t.Errorf("%d SendPayment calls, want 1", n)
 	}
@@ -504,34 +843,113 @@ func waitFor(t *testing.T, calls <-chan lightningtest.Call, m lightningtest.Meth
 
 // When the connection drops after SendPayment may have reached the node, the
 // payment is tracked until final, however long the node stays unreachable:
-// it is never reported as failed meanwhile, and never sent twice.
+// it is never reported as failed meanwhile, and never sent again while the
+// node may have it in flight.
 func TestPayOutcomeUnknownTracksUntilFinal(t *testing.T) {
 	pr, hash := payInvoice(t)
-	unreachable := []lightningtest.Answer[lightning.Payment]{
-		{Err: lightning.ErrUnavailable}, {Err: lightning.ErrOutcomeUnknown},
-		{Err: lightning.ErrUnavailable}, {Err: lightning.ErrUnavailable},
-		{Err: lightning.ErrUnavailable}, {Err: lightning.ErrUnavailable},
-		{Err: lightning.ErrUnavailable},
+	// Unreachable for longer than the retry budget.
+	unreachable := []lightningtest.Answer[lightning.Payment]{{Err: lightning.ErrUnavailable}, {Err: lightning.ErrOutcomeUnknown}}
+	for range 20 {
+		unreachable = append(unreachable, lightningtest.Answer[lightning.Payment]{Err: lightning.ErrUnavailable})
 	}
+	outcomeUnknown := lightningtest.Answer[lightning.Payment]{Err: fmt.Errorf("stream reset: %w", lightning.ErrOutcomeUnknown)}
 
+	t.Run("succeeds", func(t *testing.T) {
+		final := succeeded(hash, t0.Add(time.Second))
+		track := lightningtest.Sequence(append(unreachable, lightningtest.Answer[lightning.Payment]{Value: final})...)
+		fake := &lightningtest.Fake{
+			SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
+				return lightning.Payment{}, outcomeUnknown.Err
+			},
+			TrackPaymentFunc: func(context.Context, lightning.Hash) (lightning.Payment, error) { return track() },
+		}
+		b, p := newPayer(t, fake)
+		req := payRequest("r", t0, pr)
+		start := time.Now()
+		out := b.pay(context.Background(), p, req)
+		wantSuccess(t, out)
+		if !reflect.DeepEqual(out.Message, task.PaymentMessageFor(final)) {
+			t.Errorf("message %+v", out.Message)
+		}
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+			t.Errorf("%d SendPayment calls, want 1", n)
+		}
+		if n := fake.Count(lightningtest.MethodTrackPayment); n != len(unreachable)+1 {
+			t.Errorf("%d TrackPayment calls, want %d", n, len(unreachable)+1)
+		}
+		if d := time.Since(start); d < fastRetry.Budget {
+			t.Errorf("tracked for %s only; the test wants it to outlast the retry budget %s", d, fastRetry.Budget)
+		}
+		b.wantRecord(req.ID(), true, payment.Paid)
+	})
+
+	// A failure read after a send whose outcome is unknown is not known to
+	// be this request's (the node may not have registered the request's
+	// payment yet): it sends again, and the answer is what that send's own
+	// stream reports.
+	t.Run("fails", func(t *testing.T) {
+		own := failedPayment(hash, t0.Add(time.Second), lightning.FailureInsufficientBalance)
+		track := lightningtest.Sequence(append(unreachable, lightningtest.Answer[lightning.Payment]{Value: own})...)
+		send := lightningtest.Sequence(outcomeUnknown, lightningtest.Answer[lightning.Payment]{Value: own})
+		fake := &lightningtest.Fake{
+			SendPaymentFunc:  func(context.Context, lightning.PaymentParams) (lightning.Payment, error) { return send() },
+			TrackPaymentFunc: func(context.Context, lightning.Hash) (lightning.Payment, error) { return track() },
+		}
+		b, p := newPayer(t, fake)
+		req := payRequest("r", t0, pr)
+		wantFailure(t, b.pay(context.Background(), p, req), core.CodeInsufficientBalance)
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
+			t.Errorf("%d SendPayment calls, want 2", n)
+		}
+		if n := fake.Count(lightningtest.MethodTrackPayment); n != len(unreachable)+1 {
+			t.Errorf("%d TrackPayment calls, want %d", n, len(unreachable)+1)
+		}
+		b.wantRecord(req.ID(), true, payment.Unpaid)
+	})
+
+	// The request was lost before the node saw it: send again.
+	t.Run("not found", func(t *testing.T) {
+		send := lightningtest.Sequence(outcomeUnknown, lightningtest.Answer[lightning.Payment]{Value: succeeded(hash, t0.Add(time.Second))})
+		fake := &lightningtest.Fake{
+			SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) { return send() },
+			TrackPaymentFunc: func(context.Context, lightning.Hash) (lightning.Payment, error) {
+				return lightning.Payment{}, lightning.ErrPaymentNotFound
+			},
+		}
+		b, p := newPayer(t, fake)
+		wantSuccess(t, b.pay(context.Background(), p, payRequest("r", t0, pr)))
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
+			t.Errorf("%d SendPayment calls, want 2", n)
+		}
+	})
+
+	// "Not found" right after the send only meant the node had not
+	// registered the payment yet: sending again, the node refuses a
+	// duplicate. The payment it has is this request's own, and its outcome
+	// the answer. (The service used to answer already_paid, for a payment
+	// of its own, and free the invoice.)
 	for _, tc := range []struct {
 		name  string
 		final lightning.Payment
 		code  core.Code // "": success
+		state payment.State
 	}{
-		{"succeeds", succeeded(hash, t0.Add(time.Second)), ""},
-		{"fails", failedPayment(hash, t0.Add(time.Second), lightning.FailureInsufficientBalance), core.CodeInsufficientBalance},
+		{"not found, then the node has it", succeeded(hash, t0.Add(time.Second)), "", payment.Paid},
+		{"not found, then the node has it, and it fails", failedPayment(hash, t0.Add(time.Second), lightning.FailureNoRoute), core.CodeNoRoute, payment.Unpaid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			track := lightningtest.Sequence(append(unreachable, lightningtest.Answer[lightning.Payment]{Value: tc.final})...)
+			send := lightningtest.Sequence(outcomeUnknown, lightningtest.Answer[lightning.Payment]{Err: fmt.Errorf("payment is in flight: %w", lightning.ErrPaymentExists)})
+			track := lightningtest.Sequence(
+				lightningtest.Answer[lightning.Payment]{Err: lightning.ErrPaymentNotFound},
+				lightningtest.Answer[lightning.Payment]{Value: tc.final},
+			)
 			fake := &lightningtest.Fake{
-				SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
-					return lightning.Payment{}, fmt.Errorf("stream reset: %w", lightning.ErrOutcomeUnknown)
-				},
+				SendPaymentFunc:  func(context.Context, lightning.PaymentParams) (lightning.Payment, error) { return send() },
 				TrackPaymentFunc: func(context.Context, lightning.Hash) (lightning.Payment, error) { return track() },
 			}
-			start := time.Now()
-			out := newPayer(t, fake, t0).Pay(context.Background(), payRequest("r", t0, pr))
+			b, p := newPayer(t, fake)
+			req := payRequest("r", t0, pr)
+			out := b.pay(context.Background(), p, req)
 			if tc.code == "" {
 				wantSuccess(t, out)
 				if !reflect.DeepEqual(out.Message, task.PaymentMessageFor(tc.final)) {
@@ -540,39 +958,114 @@ func TestPayOutcomeUnknownTracksUntilFinal(t *testing.T) {
 			} else {
 				wantFailure(t, out, tc.code)
 			}
-			if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
-				t.Errorf("%d SendPayment calls, want 1", n)
+			if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
+				t.Errorf("%d SendPayment calls, want 2", n)
 			}
-			if n := fake.Count(lightningtest.MethodTrackPayment); n != len(unreachable)+1 {
-				t.Errorf("%d TrackPayment calls, want %d", n, len(unreachable)+1)
+			b.wantRecord(req.ID(), true, tc.state)
+			h, err := b.lg.Payments().Holder(context.Background(), hash)
+			if tc.state == payment.Paid && (err != nil || h.ID != req.ID()) {
+				t.Errorf("holder %+v, %v; want this request", h, err)
 			}
-			if d := time.Since(start); d < fastRetry.Budget {
-				t.Errorf("tracked for %s only; the test wants it to outlast the retry budget %s", d, fastRetry.Budget)
+			if tc.state == payment.Unpaid && !errors.Is(err, payment.ErrNotRecorded) {
+				t.Errorf("holder %+v, %v; want the invoice free", h, err)
 			}
 		})
 	}
-
-	// The request was lost before the node saw it: send again.
-	t.Run("not found", func(t *testing.T) {
-		send := lightningtest.Sequence(
-			lightningtest.Answer[lightning.Payment]{Err: lightning.ErrOutcomeUnknown},
-			lightningtest.Answer[lightning.Payment]{Value: succeeded(hash, t0.Add(time.Second))},
-		)
-		fake := &lightningtest.Fake{
-			SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) { return send() },
-			TrackPaymentFunc: func(context.Context, lightning.Hash) (lightning.Payment, error) {
-				return lightning.Payment{}, lightning.ErrPaymentNotFound
-			},
-		}
-		wantSuccess(t, newPayer(t, fake, t0).Pay(context.Background(), payRequest("r", t0, pr)))
-		if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
-			t.Errorf("%d SendPayment calls, want 2", n)
-		}
-	})
 }
 
-// Shutdown or a revoked partition while tracking: the outcome is a
-// cancellation, which publishes nothing, not a failure.
+// Reading a payment's outcome failing in any way (an odd error, neither
+// "unreachable" nor "not found") is never an answer: the owner goes on
+// tracking until the node gives one. (The service used to answer the error
+// as internal and keep the invoice claimed.)
+func TestPayTrackingErrorIsNoAnswer(t *testing.T) {
+	pr, hash := payInvoice(t)
+	var answers []lightningtest.Answer[lightning.Payment]
+	for range 5 {
+		answers = append(answers, lightningtest.Answer[lightning.Payment]{Err: errors.New("rpc error: code = Unknown desc = something odd")})
+	}
+	final := succeeded(hash, t0.Add(time.Second))
+	track := lightningtest.Sequence(append(answers, lightningtest.Answer[lightning.Payment]{Value: final})...)
+	fake := &lightningtest.Fake{
+		SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
+			return lightning.Payment{}, lightning.ErrOutcomeUnknown
+		},
+		TrackPaymentFunc: func(context.Context, lightning.Hash) (lightning.Payment, error) { return track() },
+	}
+	b, p := newPayer(t, fake)
+	req := payRequest("r", t0, pr)
+	out := b.pay(context.Background(), p, req)
+	wantSuccess(t, out)
+	if !reflect.DeepEqual(out.Message, task.PaymentMessageFor(final)) {
+		t.Errorf("message %+v", out.Message)
+	}
+	if n := fake.Count(lightningtest.MethodTrackPayment); n != len(answers)+1 {
+		t.Errorf("%d TrackPayment calls, want %d", n, len(answers)+1)
+	}
+	if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+		t.Errorf("%d SendPayment calls, want 1", n)
+	}
+	if n := b.sealCount(req.ID()); n != 1 {
+		t.Errorf("sealed %d answers, want 1", n)
+	}
+}
+
+// A payment in flight past the hand-off holds no worker: the worker gets
+// Deferred, and so does a copy of the request meanwhile; when the payment
+// ends its owner publishes the one answer with the request record's key and
+// headers, and a copy after that gets the same result from the ledger.
+func TestPayDeferredPastHandOff(t *testing.T) {
+	pr, hash := payInvoice(t)
+	state, settling := settledByHand()
+	fake := &lightningtest.Fake{Node: state}
+	b, p := newPayer(t, fake, func(c *payment.Config) { c.HandOff = 100 * time.Millisecond })
+	req := payRequest("r", t0, pr)
+
+	done := make(chan task.Outcome, 1)
+	go func() { done <- payRaw(context.Background(), p, req) }()
+	outcome := <-settling
+	var out task.Outcome
+	select {
+	case out = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker was held past the hand-off")
+	}
+	if !out.Deferred || out.Stored != nil || out.Err != nil || out.PaymentHash != hash.String() {
+		t.Fatalf("a payment in flight past the hand-off answered %+v, want deferred with its payment hash", out)
+	}
+	if copyOut := payRaw(context.Background(), p, req); !copyOut.Deferred {
+		t.Fatalf("a copy while the payment is in flight answered %+v, want deferred", copyOut)
+	}
+	if got := b.publishedFor(req.ID()); len(got) != 0 {
+		t.Fatalf("published %+v while the payment was in flight", got)
+	}
+	b.wantRecord(req.ID(), false, payment.Sending)
+
+	outcome <- succeeded(hash, t0)
+	wantSuccess(t, b.answer(req, out)) // waits for the owner's publication
+	r := b.nextPublished(req.ID(), 0, time.Second)
+	later := payRaw(context.Background(), p, req)
+	if later.Stored == nil || !bytes.Equal(later.Stored, r.Result) {
+		t.Errorf("a copy after the answer got %+v, want the published result %q", later, r.Result)
+	}
+	for deadline := time.Now().Add(5 * time.Second); b.record(req.ID()).Unpublished; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the published result is still marked unpublished")
+		}
+	}
+	b.wantRecord(req.ID(), true, payment.Paid)
+	time.Sleep(200 * time.Millisecond) // a sweep or two
+	if n := len(b.publishedFor(req.ID())); n != 1 {
+		t.Errorf("%d answers published, want 1", n)
+	}
+	if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+		t.Errorf("%d SendPayment calls, want 1", n)
+	}
+}
+
+// Shutdown or a revoked partition while the worker waits: the worker's
+// outcome is a cancellation, which publishes nothing, not a failure; the
+// payment is no worker's, and goes on under its owner, which publishes its
+// answer when it ends.
 func TestPayCanceledWhileTracking(t *testing.T) {
 	pr, hash := payInvoice(t)
 
@@ -582,41 +1075,70 @@ func TestPayCanceledWhileTracking(t *testing.T) {
 		fake := &lightningtest.Fake{SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
 			return lightning.Payment{}, lightning.ErrOutcomeUnknown
 		}}
+		final := succeeded(hash, t0)
 		fake.TrackPaymentFunc = func(context.Context, lightning.Hash) (lightning.Payment, error) {
-			if fake.Count(lightningtest.MethodTrackPayment) == 3 {
+			switch n := fake.Count(lightningtest.MethodTrackPayment); {
+			case n == 3:
 				cancel()
+			case n >= 10:
+				return final, nil // the node is back
 			}
 			return lightning.Payment{}, lightning.ErrUnavailable
 		}
-		out := newPayer(t, fake, t0).Pay(ctx, payRequest("r", t0, pr))
-		if !core.IsCanceled(out.Err) {
-			t.Errorf("err %v, want a cancellation", out.Err)
+		b, p := newPayer(t, fake)
+		req := payRequest("r", t0, pr)
+		out := payRaw(ctx, p, req)
+		if !core.IsCanceled(out.Err) || out.Stored != nil || out.Deferred {
+			t.Errorf("outcome %+v, want a cancellation", out)
+		}
+		r := b.nextPublished(req.ID(), 0, 10*time.Second)
+		got := b.opened(r.Result)
+		wantSuccess(t, got)
+		if !reflect.DeepEqual(got.Message, task.PaymentMessageFor(final)) {
+			t.Errorf("message %+v", got.Message)
+		}
+		if !bytes.Equal(r.Key, recordKey(req)) {
+			t.Errorf("published with key %q, want the record's", r.Key)
+		}
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
+			t.Errorf("%d SendPayment calls, want 1", n)
 		}
 	})
 
 	t.Run("payment in flight", func(t *testing.T) {
 		state := &lightningtest.Stateful{}
 		state.AddPayment(lightning.Payment{Hash: hash, ValueMsat: 1_000_500, Status: lightning.PaymentInFlight, CreatedAt: t0.Add(-time.Minute)})
-		calls := make(chan lightningtest.Call, 16)
+		calls := make(chan lightningtest.Call, 64)
 		fake := &lightningtest.Fake{Node: state, Notify: calls}
+		b, p := newPayer(t, fake)
+		req := payRequest("r", t0, pr)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan task.Outcome)
-		go func() { done <- newPayer(t, fake, t0).Pay(ctx, payRequest("r", t0, pr)) }()
+		go func() { done <- payRaw(ctx, p, req) }()
 		waitFor(t, calls, lightningtest.MethodTrackPayment)
 		cancel()
 		if out := <-done; !core.IsCanceled(out.Err) {
-			t.Errorf("err %v, want a cancellation", out.Err)
+			t.Errorf("outcome %+v, want a cancellation", out)
 		}
 		if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
 			t.Errorf("%d SendPayment calls, want the one refused", n)
 		}
+		if n := b.sealCount(req.ID()); n != 0 {
+			t.Errorf("sealed %d answers while the earlier payment was in flight", n)
+		}
+		// The earlier payment fails: the owner pays, and answers.
+		state.Resolve(hash, failedPayment(hash, t0.Add(-time.Minute), lightning.FailureNoRoute))
+		wantSuccess(t, b.opened(b.nextPublished(req.ID(), 0, 10*time.Second).Result))
+		if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
+			t.Errorf("%d SendPayment calls, want 2 (refused, then paid)", n)
+		}
 	})
 }
 
-// Two instances sharing the ledger (separate processes: no in-process lock
-// between them): a request for an invoice the other instance is paying sends
-// nothing while that payment is in flight, then answers already_paid if it
-// succeeded, or pays if it failed.
+// Two instances sharing the ledger (separate owners: nothing in memory
+// between them): a request for an invoice the other instance is paying
+// sends nothing while that payment is in flight, then answers already_paid
+// if it succeeded, or pays if it failed.
 func TestPayWaitsForAnotherInstance(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -627,14 +1149,15 @@ func TestPayWaitsForAnotherInstance(t *testing.T) {
 			state, settling := settledByHand()
 			calls := make(chan lightningtest.Call, 64)
 			fake := &lightningtest.Fake{Node: state, Notify: calls}
-			lg := ledgertest.OpenSQLite(t)
-			one, two := newPayerWith(t, fake, t0, lg), newPayerWith(t, fake, t0, lg)
+			b := newBooks(t)
+			one, two := b.payer(fake), b.payer(fake)
+			firstReq, secondReq := payRequest("first", t0, pr), payRequest("second", t0, pr)
 
 			first, second := make(chan task.Outcome), make(chan task.Outcome)
-			go func() { first <- one.Pay(context.Background(), payRequest("first", t0, pr)) }()
+			go func() { first <- payRaw(context.Background(), one, firstReq) }()
 			firstOutcome := <-settling
 			waitFor(t, calls, lightningtest.MethodSendPayment)
-			go func() { second <- two.Pay(context.Background(), payRequest("second", t0, pr)) }()
+			go func() { second <- payRaw(context.Background(), two, secondReq) }()
 			select {
 			case c := <-calls:
 				t.Fatalf("the other instance called %s while the first payment was in flight", c.Method)
@@ -643,17 +1166,17 @@ func TestPayWaitsForAnotherInstance(t *testing.T) {
 
 			if !tc.firstFails {
 				firstOutcome <- succeeded(hash, t0.Add(time.Second))
-				wantSuccess(t, <-first)
-				wantFailure(t, <-second, core.CodeAlreadyPaid)
+				wantSuccess(t, b.answer(firstReq, <-first))
+				wantFailure(t, b.answer(secondReq, <-second), core.CodeAlreadyPaid)
 				if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
 					t.Errorf("%d SendPayment calls, want 1", n)
 				}
 				return
 			}
 			firstOutcome <- failedPayment(hash, t0, lightning.FailureNoRoute)
-			wantFailure(t, <-first, core.CodeNoRoute)
+			wantFailure(t, b.answer(firstReq, <-first), core.CodeNoRoute)
 			(<-settling) <- succeeded(hash, t0.Add(time.Second))
-			wantSuccess(t, <-second)
+			wantSuccess(t, b.answer(secondReq, <-second))
 			if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
 				t.Errorf("%d SendPayment calls, want 2", n)
 			}
@@ -662,7 +1185,8 @@ func TestPayWaitsForAnotherInstance(t *testing.T) {
 }
 
 // A request whose payment failed leaves the invoice to the next request,
-// which pays it; the ledger records who holds it at each step.
+// which pays it; the ledger records who holds it at each step, and the
+// first request, delivered again, keeps its own failure.
 func TestPayFailedPaymentRetriedByNewRequest(t *testing.T) {
 	pr, hash := payInvoice(t)
 	outcomes := lightningtest.Sequence(
@@ -676,41 +1200,22 @@ func TestPayFailedPaymentRetriedByNewRequest(t *testing.T) {
 		return succeeded(hash, p.CreatedAt)
 	}}
 	fake := &lightningtest.Fake{Node: state}
-	lg := ledgertest.OpenSQLite(t)
-	p := newPayerWith(t, fake, t0, lg)
+	b, p := newPayer(t, fake)
 	first, second := payRequest("first", t0, pr), payRequest("second", t0.Add(time.Minute), pr)
+	ctx := context.Background()
 
-	wantFailure(t, p.Pay(context.Background(), first), core.CodeNoRoute)
-	if _, err := lg.Holder(context.Background(), hash.String()); !errors.Is(err, ledger.ErrNotFound) {
+	wantFailure(t, b.pay(ctx, p, first), core.CodeNoRoute)
+	if _, err := b.lg.Payments().Holder(ctx, hash); !errors.Is(err, payment.ErrNotRecorded) {
 		t.Errorf("after a failed payment the invoice is held: %v", err)
 	}
-	if e, _ := lg.Get(context.Background(), first.ID()); e.PayState != ledger.Unpaid {
-		t.Errorf("first request's pay state %q, want unpaid", e.PayState)
-	}
-	wantSuccess(t, p.Pay(context.Background(), second))
-	if h, err := lg.Holder(context.Background(), hash.String()); err != nil || h.ID != second.ID() || h.PayState != ledger.Paid {
+	b.wantRecord(first.ID(), true, payment.Unpaid)
+	wantSuccess(t, b.pay(ctx, p, second))
+	if h, err := b.lg.Payments().Holder(ctx, hash); err != nil || h.ID != second.ID() || h.State != payment.Paid {
 		t.Errorf("holder %+v, %v; want the second request, paid", h, err)
 	}
+	wantFailure(t, b.pay(ctx, p, first), core.CodeNoRoute)
 	if n := fake.Count(lightningtest.MethodSendPayment); n != 2 {
 		t.Errorf("%d SendPayment calls, want 2", n)
-	}
-}
-
-// An earlier delivery claimed the invoice but crashed before its payment
-// reached the node: the redelivered request finds nothing on the node and
-// pays, once.
-func TestPayResumedClaimNeverSentPays(t *testing.T) {
-	pr, hash := payInvoice(t)
-	fake := &lightningtest.Fake{Node: &lightningtest.Stateful{}}
-	lg := ledgertest.OpenSQLite(t)
-	req := payRequest("r", t0, pr)
-	claim(t, lg, req.ID(), hash)
-	wantSuccess(t, newPayerWith(t, fake, t0, lg).Pay(context.Background(), req))
-	if n := fake.Count(lightningtest.MethodSendPayment); n != 1 {
-		t.Errorf("%d SendPayment calls, want 1", n)
-	}
-	if h, err := lg.Holder(context.Background(), hash.String()); err != nil || h.ID != req.ID() || h.PayState != ledger.Paid {
-		t.Errorf("holder %+v, %v", h, err)
 	}
 }
 
@@ -721,23 +1226,34 @@ func TestPayNodeUnavailableReleasesTheInvoice(t *testing.T) {
 	fake := &lightningtest.Fake{SendPaymentFunc: func(context.Context, lightning.PaymentParams) (lightning.Payment, error) {
 		return lightning.Payment{}, lightning.ErrUnavailable
 	}}
-	lg := ledgertest.OpenSQLite(t)
-	wantFailure(t, newPayerWith(t, fake, t0, lg).Pay(context.Background(), payRequest("r", t0, pr)), core.CodeNodeUnavailable)
-	if _, err := lg.Holder(context.Background(), hash.String()); !errors.Is(err, ledger.ErrNotFound) {
+	b, p := newPayer(t, fake)
+	req := payRequest("r", t0, pr)
+	wantFailure(t, b.pay(context.Background(), p, req), core.CodeNodeUnavailable)
+	if _, err := b.lg.Payments().Holder(context.Background(), hash); !errors.Is(err, payment.ErrNotRecorded) {
 		t.Errorf("invoice still held after node_unavailable: %v", err)
 	}
+	b.wantRecord(req.ID(), true, payment.Unpaid)
 }
 
 // settledByHand is a node whose payments stay in flight until the test
-// sends each one's outcome on the channel settling hands it.
+// sends each one's outcome on the channel settling hands it (or the
+// sender stops: then it fails).
 func settledByHand() (*lightningtest.Stateful, chan chan lightning.Payment) {
 	settling := make(chan chan lightning.Payment)
 	return &lightningtest.Stateful{
-		Now: func() time.Time { return t0.Add(time.Second) },
 		Settle: func(ctx context.Context, p lightning.Payment) lightning.Payment {
-			outcome := make(chan lightning.Payment)
-			settling <- outcome
-			return <-outcome
+			outcome := make(chan lightning.Payment, 1)
+			select {
+			case settling <- outcome:
+			case <-ctx.Done():
+				return failedPayment(p.Hash, p.CreatedAt, lightning.FailureCanceled)
+			}
+			select {
+			case done := <-outcome:
+				return done
+			case <-ctx.Done():
+				return failedPayment(p.Hash, p.CreatedAt, lightning.FailureCanceled)
+			}
 		},
 	}, settling
 }
