@@ -79,7 +79,14 @@ func (s *Service) PublishPayment(ctx context.Context, r payment.Record) error {
 	for i, h := range r.Headers {
 		hs[i] = Header(h)
 	}
-	if err := s.Publisher.Publish(ctx, Result{Value: r.Result, Key: r.Key, Headers: hs}); err != nil {
+	err := s.Publisher.Publish(ctx, Result{Value: r.Result, Key: r.Key, Headers: hs})
+	if errors.Is(err, ErrUnpublishable) {
+		// No retry will publish it; the result stays in the ledger, where
+		// a copy of the request, delivered again, finds it.
+		s.Log.Error("a payment's result cannot be published; it stays in the ledger", "request_id", r.ID, "error", err)
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	s.Metrics.Recovered.Inc()
