@@ -8,9 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -56,52 +56,6 @@ func (p chaosPlan) in() string    { return p.name + "-in" }
 func (p chaosPlan) out() string   { return p.name + "-out" }
 func (p chaosPlan) dlq() string   { return p.name + "-dlq" }
 func (p chaosPlan) group() string { return p.name }
-
-// serviceProcess is the service as its own process, built from
-// ./cmd/lightning-service, that the test kills with SIGKILL and restarts.
-type serviceProcess struct {
-	bin, logPath string
-	env          []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	runs int
-}
-
-func (p *serviceProcess) start(t *testing.T) {
-	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "=== start %d at %s\n", p.runs, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(p.bin, "serve")
-	cmd.Env = p.env
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
-	p.cmd, p.done = cmd, done
-	p.runs++
-}
-
-// kill sends SIGKILL to the running process, by its PID, and waits for it.
-func (p *serviceProcess) kill() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	p.cmd = nil
-}
 
 // chaosReq is one request the test sends, and what it expects of it.
 type chaosReq struct {
@@ -168,39 +122,23 @@ func runChaos(t *testing.T, plan chaosPlan) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "lightning-service")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "lightning-service/cmd/lightning-service")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the service: %v\n%s", err, out)
-	}
-	aliceVars, err := n.Alice.ServiceSettings(ctx, filepath.Join(dir, "service.macaroon"))
+	bin := serviceBinary(t)
+	settings, err := serviceVars(ctx, topics{in: chaosIn, out: chaosOut, dlq: chaosDLQ, group: plan.group()}, dir, n.Alice.RPCAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	maps.Copy(settings, map[string]string{
+		"LIGHTNING_KAFKA_SESSION_TIMEOUT": "6s",
+		"LIGHTNING_DATABASE_URL":          plan.databaseURL,
+		"LIGHTNING_RECOVERY_INTERVAL":     "2s",
+		"LIGHTNING_PENDING_ALERT":         "20s",
+		"LIGHTNING_NODE_RETRY_BUDGET":     "90s",
+	})
 	var procs []*serviceProcess
 	for i := range plan.instances {
-		vars := append(withoutLightningVars(os.Environ()),
-			"LIGHTNING_KAFKA_BROKERS="+env.broker.Addr(),
-			"LIGHTNING_INPUT_TOPIC="+chaosIn,
-			"LIGHTNING_OUTPUT_TOPIC="+chaosOut,
-			"LIGHTNING_DLQ_TOPIC="+chaosDLQ,
-			"LIGHTNING_CONSUMER_GROUP="+plan.group(),
-			"LIGHTNING_KAFKA_SESSION_TIMEOUT=6s",
-			"LIGHTNING_HMAC_KEY="+hmacKey,
-			"LIGHTNING_PREIMAGE_SECRET=chaos-preimage-secret-known-only-to-the-service",
-			"LIGHTNING_HTTP_ADDR=",
-			"LIGHTNING_DATA_DIR="+filepath.Join(dir, fmt.Sprintf("ledger-%d", i)),
-			"LIGHTNING_DATABASE_URL="+plan.databaseURL,
-			"LIGHTNING_RECOVERY_INTERVAL=2s",
-			"LIGHTNING_PENDING_ALERT=20s",
-			"LIGHTNING_NODE_RETRY_BUDGET=90s",
-			"LIGHTNING_PAY_TIMEOUT=30s",
-			"LIGHTNING_SHUTDOWN_GRACE=5s",
-		)
-		for k, v := range aliceVars {
-			vars = append(vars, k+"="+v)
-		}
-		p := &serviceProcess{bin: bin, logPath: filepath.Join(n.Dir, fmt.Sprintf("%s-service-%d.log", plan.name, i)), env: vars}
+		vars := maps.Clone(settings)
+		vars["LIGHTNING_DATA_DIR"] = filepath.Join(dir, fmt.Sprintf("ledger-%d", i))
+		p := &serviceProcess{bin: bin, logPath: filepath.Join(n.Dir, fmt.Sprintf("%s-service-%d.log", plan.name, i)), env: processEnv(vars)}
 		defer p.kill()
 		t.Logf("service %d log: %s", i, p.logPath)
 		procs = append(procs, p)
@@ -674,18 +612,6 @@ func settledOn(t *testing.T, ctx context.Context, node *regtest.Node, hash strin
 		return false
 	}
 	return inv.State == lnrpc.Invoice_SETTLED
-}
-
-// withoutLightningVars drops the LIGHTNING_* variables of the test's own
-// environment, so the service sees only the test's.
-func withoutLightningVars(environ []string) []string {
-	var out []string
-	for _, kv := range environ {
-		if !strings.HasPrefix(kv, "LIGHTNING_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 func describe(events []chaosEvent) string {
