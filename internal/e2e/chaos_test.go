@@ -22,7 +22,9 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc/codes"
 
+	"lightning-service/internal/faultproxy"
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/ledger/ledgertest"
 	"lightning-service/internal/regtest"
@@ -44,12 +46,13 @@ type chaosPlan struct {
 	span        time.Duration
 	events      []chaosEvent // at fixed moments; kills at random moments are added by kills
 	kills       int          // SIGKILLs of instance 0, each restarted, at random moments in the span
+	faults      int          // faults of the proxy between the service and alice, at random moments in the span
 }
 
 // chaosEvent is something the harness does at a moment of the run.
 type chaosEvent struct {
 	at   time.Duration
-	what string // kill (instance 0, restarted), kill-for-good (the last instance), broker, alice
+	what string // kill (instance 0, restarted), kill-for-good (the last instance), broker, alice, proxy (a fault)
 }
 
 func (p chaosPlan) in() string    { return p.name + "-in" }
@@ -71,7 +74,8 @@ type chaosReq struct {
 func (r *chaosReq) authentic() bool { return r.kind != "forged" && r.kind != "stale" }
 
 // The service killed with SIGKILL at random moments, the broker restarted
-// once and alice's lnd restarted once while payments are in flight, under
+// once and alice's lnd restarted once while payments are in flight, alice's
+// answers lost, broken, delayed or cut off by the proxy before her, under
 // several hundred mixed requests (pays to distinct invoices, a second request
 // for some of them, creates, decodes, copies sent at once, replays sent
 // later, forged and stale records). At the end every invariant of the ledger
@@ -83,6 +87,7 @@ func TestE2EChaos(t *testing.T) {
 		span:   45 * time.Second,
 		events: []chaosEvent{{18 * time.Second, "broker"}, {28 * time.Second, "alice"}},
 		kills:  6,
+		faults: 12,
 	})
 }
 
@@ -123,7 +128,8 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	}
 	dir := t.TempDir()
 	bin := serviceBinary(t)
-	settings, err := serviceVars(ctx, topics{in: chaosIn, out: chaosOut, dlq: chaosDLQ, group: plan.group()}, dir, n.Alice.RPCAddr)
+	proxy := startProxy(t)
+	settings, err := serviceVars(ctx, topics{in: chaosIn, out: chaosOut, dlq: chaosDLQ, group: plan.group()}, dir, proxy.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,11 +278,14 @@ func runChaos(t *testing.T, plan chaosPlan) {
 		}
 	}()
 
-	// The chaos: SIGKILLs at random moments, the broker restarted once,
-	// alice restarted once while payments are in flight.
+	// The chaos: SIGKILLs and proxy faults at random moments, the broker
+	// restarted once, alice restarted once while payments are in flight.
 	events := append([]chaosEvent(nil), plan.events...)
 	for range plan.kills {
 		events = append(events, chaosEvent{3*time.Second + time.Duration(rng.Int64N(int64(plan.span))), "kill"})
+	}
+	for range plan.faults {
+		events = append(events, chaosEvent{time.Duration(rng.Int64N(int64(plan.span))), "proxy"})
 	}
 	sort.Slice(events, func(i, j int) bool { return events[i].at < events[j].at })
 	kills := 0
@@ -309,6 +318,8 @@ func runChaos(t *testing.T, plan chaosPlan) {
 				t.Fatal(err)
 			}
 			t.Logf("%5.1fs: alice is back", time.Since(began).Seconds())
+		case "proxy":
+			t.Logf("%5.1fs: proxy: %s", time.Since(began).Seconds(), injectRandomFault(rng, proxy))
 		}
 	}
 	wg.Wait()
@@ -612,6 +623,26 @@ func settledOn(t *testing.T, ctx context.Context, node *regtest.Node, hash strin
 		return false
 	}
 	return inv.State == lnrpc.Invoice_SETTLED
+}
+
+// injectRandomFault makes the proxy before alice lose, break, delay or cut
+// off some of her answers, and says what it did.
+func injectRandomFault(rng *rand.Rand, p *faultproxy.Proxy) string {
+	n := 1 + rng.IntN(3)
+	switch rng.IntN(4) {
+	case 0:
+		p.Inject(sendPayment, faultproxy.BreakAfterForward(codes.Unavailable).KeepUpstream().Times(n))
+		return fmt.Sprintf("the next %d SendPaymentV2 answers lost after LND took the payment", n)
+	case 1:
+		p.Inject(trackPayment, faultproxy.Answer(codes.Unknown, "chaos: something odd").Times(n))
+		return fmt.Sprintf("the next %d TrackPaymentV2 calls answered Unknown, unforwarded", n)
+	case 2:
+		method := []string{sendPayment, trackPayment, "/lnrpc.Lightning/AddInvoice"}[rng.IntN(3)]
+		d := time.Duration(500+rng.IntN(4500)) * time.Millisecond
+		p.Inject(method, faultproxy.Delay(d).Times(n))
+		return fmt.Sprintf("the next %d calls of %s delayed %s", n, method, d)
+	}
+	return fmt.Sprintf("every connection dropped (%d)", p.DropConnections())
 }
 
 func describe(events []chaosEvent) string {
