@@ -179,12 +179,12 @@ func (r *rig) skipInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last error
 	eventually(t, time.Minute, "the group's offsets reset to the end of its input", func() bool {
-		last = adm.CommitAllOffsets(t.Context(), r.tp.group, ends.Offsets())
-		return last == nil
+		return adm.CommitAllOffsets(t.Context(), r.tp.group, ends.Offsets()) == nil
 	})
-	t.Logf("group %s committed at the end of %s: %v", r.tp.group, r.tp.in, ends.Offsets())
+	ends.Each(func(o kadm.ListedOffset) {
+		t.Logf("group %s committed at %s/%d offset %d", r.tp.group, o.Topic, o.Partition, o.Offset)
+	})
 }
 
 // holdInvoice is an invoice of node's that, paid, stays accepted, its HTLC
