@@ -8,9 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -22,7 +22,9 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc/codes"
 
+	"lightning-service/internal/faultproxy"
 	"lightning-service/internal/ledger"
 	"lightning-service/internal/ledger/ledgertest"
 	"lightning-service/internal/regtest"
@@ -44,64 +46,19 @@ type chaosPlan struct {
 	span        time.Duration
 	events      []chaosEvent // at fixed moments; kills at random moments are added by kills
 	kills       int          // SIGKILLs of instance 0, each restarted, at random moments in the span
+	faults      int          // faults of the proxy between the service and alice, at random moments in the span
 }
 
 // chaosEvent is something the harness does at a moment of the run.
 type chaosEvent struct {
 	at   time.Duration
-	what string // kill (instance 0, restarted), kill-for-good (the last instance), broker, alice
+	what string // kill (instance 0, restarted), kill-for-good (the last instance), broker, alice, proxy (a fault)
 }
 
 func (p chaosPlan) in() string    { return p.name + "-in" }
 func (p chaosPlan) out() string   { return p.name + "-out" }
 func (p chaosPlan) dlq() string   { return p.name + "-dlq" }
 func (p chaosPlan) group() string { return p.name }
-
-// serviceProcess is the service as its own process, built from
-// ./cmd/lightning-service, that the test kills with SIGKILL and restarts.
-type serviceProcess struct {
-	bin, logPath string
-	env          []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	runs int
-}
-
-func (p *serviceProcess) start(t *testing.T) {
-	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "=== start %d at %s\n", p.runs, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(p.bin, "serve")
-	cmd.Env = p.env
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
-	p.cmd, p.done = cmd, done
-	p.runs++
-}
-
-// kill sends SIGKILL to the running process, by its PID, and waits for it.
-func (p *serviceProcess) kill() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	p.cmd = nil
-}
 
 // chaosReq is one request the test sends, and what it expects of it.
 type chaosReq struct {
@@ -117,7 +74,8 @@ type chaosReq struct {
 func (r *chaosReq) authentic() bool { return r.kind != "forged" && r.kind != "stale" }
 
 // The service killed with SIGKILL at random moments, the broker restarted
-// once and alice's lnd restarted once while payments are in flight, under
+// once and alice's lnd restarted once while payments are in flight, alice's
+// answers lost, broken, delayed or cut off by the proxy before her, under
 // several hundred mixed requests (pays to distinct invoices, a second request
 // for some of them, creates, decodes, copies sent at once, replays sent
 // later, forged and stale records). At the end every invariant of the ledger
@@ -129,6 +87,7 @@ func TestE2EChaos(t *testing.T) {
 		span:   45 * time.Second,
 		events: []chaosEvent{{18 * time.Second, "broker"}, {28 * time.Second, "alice"}},
 		kills:  6,
+		faults: 12,
 	})
 }
 
@@ -168,39 +127,24 @@ func runChaos(t *testing.T, plan chaosPlan) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "lightning-service")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "lightning-service/cmd/lightning-service")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the service: %v\n%s", err, out)
-	}
-	aliceVars, err := n.Alice.ServiceSettings(ctx, filepath.Join(dir, "service.macaroon"))
+	bin := serviceBinary(t)
+	proxy := startProxy(t)
+	settings, err := serviceVars(ctx, topics{in: chaosIn, out: chaosOut, dlq: chaosDLQ, group: plan.group()}, dir, proxy.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
+	maps.Copy(settings, map[string]string{
+		"LIGHTNING_KAFKA_SESSION_TIMEOUT": "6s",
+		"LIGHTNING_DATABASE_URL":          plan.databaseURL,
+		"LIGHTNING_RECOVERY_INTERVAL":     "2s",
+		"LIGHTNING_PENDING_ALERT":         "20s",
+		"LIGHTNING_NODE_RETRY_BUDGET":     "90s",
+	})
 	var procs []*serviceProcess
 	for i := range plan.instances {
-		vars := append(withoutLightningVars(os.Environ()),
-			"LIGHTNING_KAFKA_BROKERS="+env.broker.Addr(),
-			"LIGHTNING_INPUT_TOPIC="+chaosIn,
-			"LIGHTNING_OUTPUT_TOPIC="+chaosOut,
-			"LIGHTNING_DLQ_TOPIC="+chaosDLQ,
-			"LIGHTNING_CONSUMER_GROUP="+plan.group(),
-			"LIGHTNING_KAFKA_SESSION_TIMEOUT=6s",
-			"LIGHTNING_HMAC_KEY="+hmacKey,
-			"LIGHTNING_PREIMAGE_SECRET=chaos-preimage-secret-known-only-to-the-service",
-			"LIGHTNING_HTTP_ADDR=",
-			"LIGHTNING_DATA_DIR="+filepath.Join(dir, fmt.Sprintf("ledger-%d", i)),
-			"LIGHTNING_DATABASE_URL="+plan.databaseURL,
-			"LIGHTNING_RECOVERY_INTERVAL=2s",
-			"LIGHTNING_PENDING_ALERT=20s",
-			"LIGHTNING_NODE_RETRY_BUDGET=90s",
-			"LIGHTNING_PAY_TIMEOUT=30s",
-			"LIGHTNING_SHUTDOWN_GRACE=5s",
-		)
-		for k, v := range aliceVars {
-			vars = append(vars, k+"="+v)
-		}
-		p := &serviceProcess{bin: bin, logPath: filepath.Join(n.Dir, fmt.Sprintf("%s-service-%d.log", plan.name, i)), env: vars}
+		vars := maps.Clone(settings)
+		vars["LIGHTNING_DATA_DIR"] = filepath.Join(dir, fmt.Sprintf("ledger-%d", i))
+		p := &serviceProcess{bin: bin, logPath: filepath.Join(n.Dir, fmt.Sprintf("%s-service-%d.log", plan.name, i)), env: processEnv(vars)}
 		defer p.kill()
 		t.Logf("service %d log: %s", i, p.logPath)
 		procs = append(procs, p)
@@ -334,11 +278,14 @@ func runChaos(t *testing.T, plan chaosPlan) {
 		}
 	}()
 
-	// The chaos: SIGKILLs at random moments, the broker restarted once,
-	// alice restarted once while payments are in flight.
+	// The chaos: SIGKILLs and proxy faults at random moments, the broker
+	// restarted once, alice restarted once while payments are in flight.
 	events := append([]chaosEvent(nil), plan.events...)
 	for range plan.kills {
 		events = append(events, chaosEvent{3*time.Second + time.Duration(rng.Int64N(int64(plan.span))), "kill"})
+	}
+	for range plan.faults {
+		events = append(events, chaosEvent{time.Duration(rng.Int64N(int64(plan.span))), "proxy"})
 	}
 	sort.Slice(events, func(i, j int) bool { return events[i].at < events[j].at })
 	kills := 0
@@ -371,6 +318,8 @@ func runChaos(t *testing.T, plan chaosPlan) {
 				t.Fatal(err)
 			}
 			t.Logf("%5.1fs: alice is back", time.Since(began).Seconds())
+		case "proxy":
+			t.Logf("%5.1fs: proxy: %s", time.Since(began).Seconds(), injectRandomFault(rng, proxy))
 		}
 	}
 	wg.Wait()
@@ -676,16 +625,24 @@ func settledOn(t *testing.T, ctx context.Context, node *regtest.Node, hash strin
 	return inv.State == lnrpc.Invoice_SETTLED
 }
 
-// withoutLightningVars drops the LIGHTNING_* variables of the test's own
-// environment, so the service sees only the test's.
-func withoutLightningVars(environ []string) []string {
-	var out []string
-	for _, kv := range environ {
-		if !strings.HasPrefix(kv, "LIGHTNING_") {
-			out = append(out, kv)
-		}
+// injectRandomFault makes the proxy before alice lose, break, delay or cut
+// off some of her answers, and says what it did.
+func injectRandomFault(rng *rand.Rand, p *faultproxy.Proxy) string {
+	n := 1 + rng.IntN(3)
+	switch rng.IntN(4) {
+	case 0:
+		p.Inject(sendPayment, faultproxy.BreakAfterForward(codes.Unavailable).KeepUpstream().Times(n))
+		return fmt.Sprintf("the next %d SendPaymentV2 answers lost after LND took the payment", n)
+	case 1:
+		p.Inject(trackPayment, faultproxy.Answer(codes.Unknown, "chaos: something odd").Times(n))
+		return fmt.Sprintf("the next %d TrackPaymentV2 calls answered Unknown, unforwarded", n)
+	case 2:
+		method := []string{sendPayment, trackPayment, "/lnrpc.Lightning/AddInvoice"}[rng.IntN(3)]
+		d := time.Duration(500+rng.IntN(4500)) * time.Millisecond
+		p.Inject(method, faultproxy.Delay(d).Times(n))
+		return fmt.Sprintf("the next %d calls of %s delayed %s", n, method, d)
 	}
-	return out
+	return fmt.Sprintf("every connection dropped (%d)", p.DropConnections())
 }
 
 func describe(events []chaosEvent) string {

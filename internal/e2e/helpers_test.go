@@ -13,39 +13,79 @@ import (
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"lightning-service/internal/caller"
 	"lightning-service/internal/wire"
 )
 
-// send signs a request now and sends it; it returns the value and its id.
+// endpoint is a service as its callers see it: a caller on its topics, and
+// where its log is, named when an answer does not come.
+type endpoint struct {
+	caller *caller.Caller
+	logs   string
+}
+
+// suite is the suite's own service.
+func suite() endpoint { return endpoint{env.caller, env.logPath} }
+
+// send signs a request now and sends it to the suite's service; it returns
+// the value and its id.
 func send(t *testing.T, task, payload string) ([]byte, string) {
 	t.Helper()
-	value := wire.SignRequest([]byte(hmacKey), time.Now(), task, payload)
-	return value, sendValue(t, value)
+	return suite().send(t, task, payload)
 }
 
 func sendValue(t *testing.T, value []byte) string {
 	t.Helper()
+	return suite().sendValue(t, value, []byte(t.Name()))
+}
+
+// wait returns the first verified result for id from the suite's service.
+func wait(t *testing.T, id string) *caller.Result {
+	t.Helper()
+	return suite().wait(t, 90*time.Second, id)[0]
+}
+
+// send signs a request now and sends it with the test's name as its key.
+func (e endpoint) send(t *testing.T, task, payload string) ([]byte, string) {
+	t.Helper()
+	value := wire.SignRequest([]byte(hmacKey), time.Now(), task, payload)
+	return value, e.sendValue(t, value, []byte(t.Name()))
+}
+
+func (e endpoint) sendValue(t *testing.T, value, key []byte, headers ...kgo.RecordHeader) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	id, err := env.caller.Send(ctx, value, []byte(t.Name()))
+	id, err := e.caller.Send(ctx, value, key, headers...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return id
 }
 
-// wait returns the first verified result for id.
-func wait(t *testing.T, id string) *caller.Result {
+// wait returns the first verified result of each of ids, waiting for all
+// of them together for up to d, and fails the test naming every id left
+// without one.
+func (e endpoint) wait(t *testing.T, d time.Duration, ids ...string) []*caller.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	r, err := env.caller.Wait(ctx, id)
-	if err != nil {
-		t.Fatalf("%v (service log: %s)", err, env.logPath)
+	out := make([]*caller.Result, len(ids))
+	var missing []string
+	for i, id := range ids {
+		r, err := e.caller.Wait(ctx, id)
+		if err != nil {
+			missing = append(missing, id)
+			continue
+		}
+		out[i] = r
 	}
-	return r
+	if len(missing) > 0 {
+		t.Fatalf("no result within %s for %d of %d requests: %v (service log: %s)", d, len(missing), len(ids), missing, e.logs)
+	}
+	return out
 }
 
 // call sends a request and waits for its result.

@@ -10,8 +10,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,9 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"lightning-service/internal/app"
 	"lightning-service/internal/caller"
-	"lightning-service/internal/config"
 	"lightning-service/internal/kafkatest"
 	"lightning-service/internal/regtest"
 )
@@ -104,41 +100,16 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// startService runs the service on alice, with the real broker and a
-// macaroon allowing only the RPCs the service calls.
+// startService runs the suite's service on alice, with the real broker and
+// a macaroon allowing only the RPCs the service calls.
 func startService(ctx context.Context) (stop func(), err error) {
-	alice := env.network.Alice
-	vars, err := alice.ServiceSettings(ctx, filepath.Join(env.network.Dir, "service.macaroon"))
+	dir := env.network.Dir
+	vars, err := serviceVars(ctx, topics{in: inTopic, out: outTopic, dlq: dlqTopic, group: "lightning-service"}, dir, env.network.Alice.RPCAddr)
 	if err != nil {
 		return nil, err
 	}
-	maps.Copy(vars, map[string]string{
-		"LIGHTNING_KAFKA_BROKERS":      env.broker.Addr(),
-		"LIGHTNING_HMAC_KEY":           hmacKey,
-		"LIGHTNING_HMAC_PREVIOUS_KEYS": previousKey,
-		"LIGHTNING_PREIMAGE_SECRET":    "e2e-preimage-secret-known-only-to-the-service",
-		"LIGHTNING_HTTP_ADDR":          "",
-		"LIGHTNING_NODE_RETRY_BUDGET":  retryBudget.String(),
-		"LIGHTNING_PAY_TIMEOUT":        "30s",
-		"LIGHTNING_SHUTDOWN_GRACE":     "5s",
-		"LIGHTNING_DATA_DIR":           filepath.Join(env.network.Dir, "ledger"),
-	})
-	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
-	if err != nil {
-		return nil, err
-	}
-	env.logPath = filepath.Join(env.network.Dir, "lightning-service.log")
-	f, err := os.Create(env.logPath)
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := app.Start(ctx, cfg, log)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { _ = svc.Stop(); f.Close() }, nil
+	env.logPath = filepath.Join(dir, "lightning-service.log")
+	return startInProcess(ctx, vars, env.logPath)
 }
 
 type prefixWriter struct{ prefix string }

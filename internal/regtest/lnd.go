@@ -28,6 +28,7 @@ type Node struct {
 	P2PAddr      string // Lightning peer host:port
 	Dir          string // --lnddir
 	TLSCertPath  string
+	TLSKeyPath   string // tls.cert's key, for a proxy that stands in for the node
 	MacaroonPath string // admin macaroon
 	LogPath      string
 	PubKey       string // identity key, hex
@@ -61,6 +62,7 @@ func newNode(name, dir string, bins Binaries, btcd *Btcd, extraArgs []string) *N
 		Name:         name,
 		Dir:          dir,
 		TLSCertPath:  filepath.Join(dir, "tls.cert"),
+		TLSKeyPath:   filepath.Join(dir, "tls.key"),
 		MacaroonPath: filepath.Join(dir, "data", "chain", "bitcoin", "regtest", "admin.macaroon"),
 		LogPath:      filepath.Join(dir, "lnd.log"),
 		bins:         bins,
