@@ -137,6 +137,7 @@ func runChaos(t *testing.T, plan chaosPlan) {
 		"LIGHTNING_KAFKA_SESSION_TIMEOUT": "6s",
 		"LIGHTNING_DATABASE_URL":          plan.databaseURL,
 		"LIGHTNING_RECOVERY_INTERVAL":     "2s",
+		"LIGHTNING_PAYMENT_LEASE":         "4s",
 		"LIGHTNING_PENDING_ALERT":         "20s",
 		"LIGHTNING_NODE_RETRY_BUDGET":     "90s",
 	})

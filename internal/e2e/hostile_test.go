@@ -209,9 +209,9 @@ func buildService(t *testing.T, ctx context.Context, dir string) string {
 	return bin
 }
 
-// serviceVars is the environment of the service process on alice, on the
+// hostileServiceEnv is the environment of the service process on alice, on the
 // given topics and group.
-func serviceVars(t *testing.T, ctx context.Context, dir, in, out, dlq, group string, extra ...string) []string {
+func hostileServiceEnv(t *testing.T, ctx context.Context, dir, in, out, dlq, group string, extra ...string) []string {
 	t.Helper()
 	alice, err := env.network.Alice.ServiceSettings(ctx, filepath.Join(dir, "service.macaroon"))
 	if err != nil {
@@ -265,7 +265,7 @@ func TestE2EHostile(t *testing.T) {
 	bin := buildService(t, ctx, dir)
 	httpAddr := freeAddr(t)
 	p := &serviceProcess{bin: bin, logPath: filepath.Join(env.network.Dir, "hostile-service.log"),
-		env: serviceVars(t, ctx, dir, in, out, dlq, "hostile", "LIGHTNING_HTTP_ADDR="+httpAddr)}
+		env: hostileServiceEnv(t, ctx, dir, in, out, dlq, "hostile", "LIGHTNING_HTTP_ADDR="+httpAddr)}
 	t.Logf("service log: %s", p.logPath)
 	p.start(t)
 	defer p.kill()
@@ -567,7 +567,7 @@ func TestE2EBrokerClockRefusesCreateTime(t *testing.T) {
 	rctx, rcancel := context.WithTimeout(ctx, 90*time.Second)
 	defer rcancel()
 	cmd := exec.CommandContext(rctx, bin, "serve")
-	cmd.Env = serviceVars(t, ctx, dir, createTime, out, dlq, "clockref", "LIGHTNING_CLOCK_REFERENCE=broker")
+	cmd.Env = hostileServiceEnv(t, ctx, dir, createTime, out, dlq, "clockref", "LIGHTNING_CLOCK_REFERENCE=broker")
 	output, err := cmd.CombinedOutput()
 	if err == nil || cmd.ProcessState.ExitCode() != 1 {
 		t.Fatalf("the service on a CreateTime topic with LIGHTNING_CLOCK_REFERENCE=broker: %v, want exit status 1; output:\n%s", err, output)
@@ -582,7 +582,7 @@ func TestE2EBrokerClockRefusesCreateTime(t *testing.T) {
 	t.Logf("refused: %s", last)
 
 	p := &serviceProcess{bin: bin, logPath: filepath.Join(dir, "appendtime.log"),
-		env: serviceVars(t, ctx, dir, appendTime, out, dlq, "clockref", "LIGHTNING_CLOCK_REFERENCE=broker")}
+		env: hostileServiceEnv(t, ctx, dir, appendTime, out, dlq, "clockref", "LIGHTNING_CLOCK_REFERENCE=broker")}
 	p.start(t)
 	defer p.kill()
 	eventually(t, time.Minute, "the service to consume a LogAppendTime topic", func() bool {
