@@ -11,30 +11,23 @@ import (
 )
 
 // memStore keeps payment.Store's contract in memory, for the Owner's tests;
-// the ledger's own tests hold the SQL stores to the same contract. down makes
-// every call fail, as an unreachable database does.
+// the ledger's own tests hold the SQL stores to the same contract.
 type memStore struct {
 	mu   sync.Mutex
 	recs map[string]*payment.Record
 	now  func() time.Time
-	down bool
 	ends int
 	// frozen owners' renewals fail, as a paused process's never come.
 	frozen map[string]bool
 }
 
+// errDown is a renewal that never comes, as a paused owner's.
 type errDown struct{}
 
 func (errDown) Error() string { return "ledger down" }
 
 func newMemStore() *memStore {
 	return &memStore{recs: make(map[string]*payment.Record), now: time.Now}
-}
-
-func (m *memStore) setDown(down bool) {
-	m.mu.Lock()
-	m.down = down
-	m.mu.Unlock()
 }
 
 func (m *memStore) get(id string) (payment.Record, bool) {
@@ -59,9 +52,6 @@ func (m *memStore) holderLocked(hash lightning.Hash) *payment.Record {
 func (m *memStore) Claim(_ context.Context, c payment.Claim) (payment.Claimed, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.down {
-		return payment.Claimed{}, errDown{}
-	}
 	now := m.now()
 	r := m.recs[c.ID]
 	if r == nil {
@@ -90,9 +80,6 @@ func (m *memStore) claimLocked(r *payment.Record) payment.Claimed {
 func (m *memStore) Take(_ context.Context, id, owner string, until time.Time) (payment.Record, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.down {
-		return payment.Record{}, false, errDown{}
-	}
 	r := m.recs[id]
 	if r == nil {
 		return payment.Record{}, false, payment.ErrNotRecorded
@@ -107,9 +94,6 @@ func (m *memStore) Take(_ context.Context, id, owner string, until time.Time) (p
 func (m *memStore) Retry(_ context.Context, id, owner string) (payment.Claimed, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.down {
-		return payment.Claimed{}, errDown{}
-	}
 	r := m.recs[id]
 	if r == nil {
 		return payment.Claimed{}, payment.ErrNotRecorded
@@ -126,9 +110,6 @@ func (m *memStore) Retry(_ context.Context, id, owner string) (payment.Claimed, 
 func (m *memStore) End(_ context.Context, e payment.End) (payment.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.down {
-		return payment.Record{}, errDown{}
-	}
 	r := m.recs[e.ID]
 	if r == nil {
 		return payment.Record{}, payment.ErrNotRecorded
@@ -153,9 +134,6 @@ func (m *memStore) End(_ context.Context, e payment.End) (payment.Record, error)
 func (m *memStore) Published(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.down {
-		return errDown{}
-	}
 	if r := m.recs[id]; r != nil {
 		r.Unpublished, r.Owner, r.LeaseUntil = false, "", time.Time{}
 	}
@@ -174,7 +152,7 @@ func (m *memStore) freeze(owner string) {
 func (m *memStore) Renew(_ context.Context, owner string, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.down || m.frozen[owner] {
+	if m.frozen[owner] {
 		return errDown{}
 	}
 	for _, r := range m.recs {
@@ -197,9 +175,6 @@ func (m *memStore) Get(_ context.Context, id string) (payment.Record, error) {
 func (m *memStore) Holder(_ context.Context, hash lightning.Hash) (payment.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.down {
-		return payment.Record{}, errDown{}
-	}
 	if h := m.holderLocked(hash); h != nil {
 		return *h, nil
 	}
@@ -221,9 +196,6 @@ func (m *memStore) Waiters(_ context.Context, hash lightning.Hash) ([]payment.Re
 func (m *memStore) Orphans(_ context.Context, now time.Time) ([]payment.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.down {
-		return nil, errDown{}
-	}
 	var out []payment.Record
 	for _, r := range m.recs {
 		if (!r.Final || r.Unpublished) && r.LeaseUntil.Before(now) {

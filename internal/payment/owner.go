@@ -85,10 +85,10 @@ type Owner struct {
 
 // run is one request's payment in this process.
 type run struct {
-	id, task string
-	hash     lightning.Hash
-	since    time.Time
-	alerted  bool
+	id      string
+	hash    lightning.Hash
+	since   time.Time
+	alerted bool
 
 	done    chan struct{} // closed once ended
 	waiters int           // workers waiting for it now
