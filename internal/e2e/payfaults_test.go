@@ -213,11 +213,13 @@ func TestE2EPayStall(t *testing.T) {
 	}
 
 	held.settle(t)
-	settled := time.Now()
 	res := r.wait(t, 30*time.Second, heldIDs...)
-	eventually(t, time.Until(settled.Add(30*time.Second)), "an answer to each copy", func() bool {
-		return r.sameAnswers(t, heldIDs...) >= 40
-	})
+	// Every request is answered, copies alike; a copy delivered while its
+	// request's payment was in flight was deferred to the same owner, so
+	// the request may be answered once for its records together.
+	if n := r.sameAnswers(t, heldIDs...); n < len(heldIDs) {
+		t.Errorf("%d answers for %d requests", n, len(heldIDs))
+	}
 	paid := 0
 	for i, res := range res {
 		switch o := outcome(t, res); o {
