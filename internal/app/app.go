@@ -167,15 +167,9 @@ func NewService(cfg *config.Config, node lightning.Node, lg ledger.Ledger, log *
 		Metrics:         metrics,
 	}
 	owner := payment.New(payment.Config{
-		Node:  node,
-		Store: lg.Payments(),
-		Decode: func(ctx context.Context, pr string) (lightning.PayReq, error) {
-			params, err := network.Params(ctx)
-			if err != nil {
-				return lightning.PayReq{}, err
-			}
-			return lightning.Decode(pr, params)
-		},
+		Node:         node,
+		Store:        lg.Payments(),
+		Decode:       network.Decode,
 		Seal:         svc.SealPayment,
 		Publish:      svc.PublishPayment,
 		FeeLimit:     payment.FeeLimit{FloorSat: cfg.PayFeeLimitSat, PPM: cfg.PayFeeLimitPPM},

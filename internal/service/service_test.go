@@ -101,15 +101,9 @@ func newHarnessOn(t *testing.T, lg ledger.Ledger, now time.Time, tune ...func(*p
 		}
 	})
 	cfg := payment.Config{
-		Node:  node,
-		Store: lg.Payments(),
-		Decode: func(ctx context.Context, pr string) (lightning.PayReq, error) {
-			params, err := network.Params(ctx)
-			if err != nil {
-				return lightning.PayReq{}, err
-			}
-			return lightning.Decode(pr, params)
-		},
+		Node:         node,
+		Store:        lg.Payments(),
+		Decode:       network.Decode,
 		Seal:         svc.SealPayment,
 		Publish:      svc.PublishPayment,
 		FeeLimit:     payment.FeeLimit{FloorSat: 10, PPM: 5000},

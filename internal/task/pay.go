@@ -27,11 +27,7 @@ func (p *Payer) Pay(ctx context.Context, req *wire.Request, key []byte, headers 
 	if err != nil {
 		return failed(err)
 	}
-	params, err := p.Network.Params(ctx)
-	if err != nil {
-		return failed(err)
-	}
-	inv, err := lightning.Decode(string(pr), params)
+	inv, err := p.Network.Decode(ctx, string(pr))
 	if err != nil {
 		return failed(err)
 	}

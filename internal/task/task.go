@@ -112,3 +112,12 @@ func (n *Network) Params(ctx context.Context) (*chaincfg.Params, error) {
 	n.mu.Unlock()
 	return p, nil
 }
+
+// Decode decodes a BOLT11 payment request for the network's chain.
+func (n *Network) Decode(ctx context.Context, pr string) (lightning.PayReq, error) {
+	params, err := n.Params(ctx)
+	if err != nil {
+		return lightning.PayReq{}, err
+	}
+	return lightning.Decode(pr, params)
+}
